@@ -1,0 +1,1 @@
+//! Notification channels shared by the watchdog and the external prober.
