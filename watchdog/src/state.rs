@@ -231,6 +231,23 @@ pub struct Event {
     pub reason: String,
 }
 
+/// The runtime after the check's rules changed (a new period or grace):
+/// state and history kept, deadlines recomputed from the last signal.
+pub fn reschedule(rules: &Rules, prev: &Runtime, now: DateTime<Utc>) -> Runtime {
+    let mut rt = prev.clone();
+    if matches!(rt.state, State::New | State::Up | State::Late) && rt.instances.is_empty() {
+        let (late, down) = deadlines(&rules.cadence, rules.grace, rt.last_signal.unwrap_or(now));
+        rt.late_at = Some(late);
+        rt.down_at = Some(down);
+    }
+    for i in rt.instances.values_mut() {
+        let (late, down) = deadlines(&rules.cadence, rules.grace, i.last_seen);
+        i.late_at = late;
+        i.down_at = down;
+    }
+    rt
+}
+
 /// The state machine. Pure: same inputs, same outputs.
 pub fn observe(rules: &Rules, prev: &Runtime, signal: Signal, now: DateTime<Utc>) -> (Runtime, Vec<Event>) {
     let mut rt = prev.clone();
