@@ -39,7 +39,11 @@ pub async fn run(
         specs
             .into_iter()
             .zip(&loaded)
-            .map(|((spec, rules), l)| monitor::Entry { id: l.id, spec, rules })
+            .map(|((spec, rules), l)| monitor::Entry {
+                id: l.id,
+                spec,
+                rules,
+            })
             .collect(),
     ));
     let (log, log_task) = logfile::LogSink::spawn(log);

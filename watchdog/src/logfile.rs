@@ -14,17 +14,26 @@ pub struct DailyLog {
 impl DailyLog {
     pub fn open(dir: &Path) -> Result<DailyLog, LogFileError> {
         std::fs::create_dir_all(dir).map_err(|e| LogFileError(dir.display().to_string(), e))?;
-        Ok(DailyLog { dir: dir.to_path_buf() })
+        Ok(DailyLog {
+            dir: dir.to_path_buf(),
+        })
     }
     pub fn append(&mut self, at: DateTime<Utc>, line: &str) -> std::io::Result<()> {
         let p = self.dir.join(format!("{}.log", at.format("%Y-%m-%d")));
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
         f.write_all(format_line(at, line).as_bytes())
     }
 }
 
 pub fn format_line(at: DateTime<Utc>, line: &str) -> String {
-    format!("[{}] - {}\n", at.format("%H:%M:%S"), line.replace('\n', " "))
+    format!(
+        "[{}] - {}\n",
+        at.format("%H:%M:%S"),
+        line.replace('\n', " ")
+    )
 }
 
 #[derive(Clone)]
@@ -49,5 +58,8 @@ pub fn alert_line(check: &str, state_upper: &str, reason: &str) -> String {
     format!("ALERT: {check} {state_upper}: {reason}")
 }
 pub fn recovered_line(check: &str, down_for: std::time::Duration) -> String {
-    format!("RECOVERED: {check} UP after {}", bgw_wire::format_duration(down_for))
+    format!(
+        "RECOVERED: {check} UP after {}",
+        bgw_wire::format_duration(down_for)
+    )
 }

@@ -26,7 +26,11 @@ impl Cadence {
     }
 }
 
-pub fn deadlines(c: &Cadence, grace: Duration, last: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn deadlines(
+    c: &Cadence,
+    grace: Duration,
+    last: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let late = c.next_expected(last);
     (late, late + grace)
 }
