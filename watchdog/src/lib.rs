@@ -1,1 +1,4 @@
 //! The bgw watchdog.
+
+pub mod logfile;
+pub mod schedule;
