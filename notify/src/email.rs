@@ -288,7 +288,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> SendError {
         SendError::transient(format!("SMTP server deferred the message: {detail}"))
     } else if e.is_timeout() {
         SendError::transient("SMTP: timed out")
-    } else if e.is_tls() {
+    } else if e.is_tls() || detail.contains("certificate") {
         SendError::transient(format!("SMTP: TLS failed: {detail}"))
     } else {
         SendError::transient(format!("SMTP: {detail}"))

@@ -165,6 +165,8 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Err
 }
 
 /// Joins an error and its sources: `error sending request: connection refused`.
+/// Libraries that wrap an error in one of the same kind repeat themselves
+/// (`Connection error: Connection error: ...`); repeats are dropped.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -176,7 +178,16 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    out
+    let mut parts: Vec<&str> = Vec::new();
+    for part in out.split(": ") {
+        if parts
+            .last()
+            .map_or(true, |last| !last.eq_ignore_ascii_case(part))
+        {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -196,6 +207,30 @@ mod tests {
         assert!(!text.contains("abcd"), "{text}");
         assert!(!text.contains("p@ss123"), "{text}");
         assert!(!text.contains("p%40ss123"), "{text}");
+    }
+
+    #[test]
+    fn error_chain_drops_repeated_wrappers() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "Connection error: Connection error",
+            Some(Box::new(E("invalid peer certificate", None))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "Connection error: invalid peer certificate"
+        );
     }
 
     #[test]
