@@ -1,1 +1,2 @@
 //! The bgw watchdog.
+pub mod reports;
