@@ -8,6 +8,7 @@ pub mod config;
 pub mod logfile;
 pub mod metrics;
 pub mod monitor;
+pub mod reports;
 pub mod schedule;
 pub mod state;
 pub mod store;
