@@ -1,1 +1,4 @@
 //! The bgw watchdog.
+pub mod control;
+pub mod proxy;
+pub mod rollback;
