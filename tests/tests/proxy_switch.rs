@@ -2,7 +2,7 @@
 //! what a switch changes, and that every failed step leaves nginx, its
 //! config and the live file as they were.
 
-use bgw_e2e::nginx::{served_by, wait_until, Fixture};
+use bgw_e2e::nginx::{served_by, Fixture};
 use bgw_watchdog::control;
 use bgw_watchdog::proxy::{self, LiveState, Step, SwitchError};
 use bgw_wire::Color;
@@ -18,12 +18,27 @@ async fn fixture() -> Fixture {
         .expect("start nginx and the test apps")
 }
 
+/// Waits (up to 10 s) until `port` answers from `color` five times in a
+/// row on new connections. Right after a reload an old worker that has not
+/// yet seen its shutdown signal may still accept a connection, so a single
+/// answer proves little either way.
 async fn assert_serves(port: u16, color: &str) {
-    wait_until(Duration::from_secs(10), || async {
-        served_by(port).await.as_deref() == Some(color)
-    })
-    .await
-    .unwrap_or_else(|_| panic!("port {port} is not served by {color} within 10s"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut in_a_row = 0;
+    let mut last = None;
+    while in_a_row < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} is not served by {color} within 10s (last answer from {last:?})"
+        );
+        last = served_by(port).await;
+        if last.as_deref() == Some(color) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Writes a user template: the builtin one with `edit` applied.
@@ -41,14 +56,9 @@ async fn switch_to_green_makes_the_live_port_serve_green_and_writes_the_live_fil
     assert_eq!((report.from, report.to), (Some(Color::Blue), Color::Green));
     assert!(report.test.ok && report.reload.ok);
     // Verified by the switch itself; check again from outside.
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some("green")
-    );
-    assert_eq!(
-        served_by(f.settings.idle_listen).await.as_deref(),
-        Some("blue")
-    );
+    assert!(report.verify_attempts >= proxy::VERIFY_IN_A_ROW);
+    assert_serves(f.settings.live_listen, "green").await;
+    assert_serves(f.settings.idle_listen, "blue").await;
     // The body comes from the green app, not just the header.
     let body = reqwest::get(format!("http://127.0.0.1:{}/ping", f.settings.live_listen))
         .await
@@ -66,10 +76,7 @@ async fn switch_to_green_makes_the_live_port_serve_green_and_writes_the_live_fil
         .await
         .expect("switch back");
     assert_eq!(report.from, Some(Color::Green));
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some("blue")
-    );
+    assert_serves(f.settings.live_listen, "blue").await;
     assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
 }
 
@@ -232,10 +239,7 @@ async fn two_concurrent_switches_run_one_after_the_other() {
     assert_eq!(second.from, Some(first.to));
     let live = std::fs::read_to_string(&f.settings.live_file).unwrap();
     assert_eq!(live, second.to.as_str());
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some(live.as_str())
-    );
+    assert_serves(f.settings.live_listen, &live).await;
 }
 
 #[tokio::test]
@@ -259,11 +263,7 @@ async fn a_hostile_image_name_is_one_argument_and_runs_nothing() {
 #[tokio::test]
 async fn deploy_to_the_live_color_is_refused_and_the_idle_one_is_deployed() {
     let f = fixture().await;
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(f.path().join("watchdog.db"))
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
+    let pool = migrated_pool(f.path()).await;
     let marker = f.path().join("deployed");
     let switcher =
         f.switcher_with(|s| s.deploy_cmd = format!("touch {}-{{color}}", marker.display()));
@@ -298,4 +298,46 @@ async fn deploy_to_the_live_color_is_refused_and_the_idle_one_is_deployed() {
 
 fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+}
+
+async fn migrated_pool(dir: &Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("control.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
+    pool
+}
+
+#[tokio::test]
+async fn every_switch_attempt_is_recorded_and_a_manual_one_releases_the_latch() {
+    let f = fixture().await;
+    let pool = migrated_pool(f.path()).await;
+    control::set_latched(&pool, chrono::Utc::now(), "rolled back earlier")
+        .await
+        .unwrap();
+
+    let bad = user_template(f.path(), "bad.tmpl", |t| {
+        t.replace("events {", "bogus_directive;\nevents {")
+    });
+    let failing = f.switcher_with(|s| s.template = bad);
+    let err = control::switch_and_record(&failing, &pool, Color::Green, "operator", false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("failed at test"), "{err}");
+    assert!(control::rollback_state(&pool).await.unwrap().latched);
+
+    let switcher = f.switcher();
+    control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
+        .await
+        .expect("switch");
+    assert!(!control::rollback_state(&pool).await.unwrap().latched);
+    let all = control::toggles(&pool, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].ok && all[0].from == Some(Color::Blue) && all[0].to == Color::Green);
+    assert!(!all[1].ok && all[1].error.as_deref().unwrap().contains("bogus_directive"));
+    let facts = control::facts(&pool, switcher.live().color())
+        .await
+        .unwrap();
+    assert_eq!(facts.previous, Some(Color::Blue));
 }

@@ -25,6 +25,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
+/// Answers in a row from the new color that verify a switch.
+pub const VERIFY_IN_A_ROW: u32 = 3;
+
 /// The step of a switch, for events and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -290,7 +293,9 @@ impl Switcher {
         Ok(report)
     }
 
-    /// Polls the live port until it answers from `to`; `Err((url, what it
+    /// Polls the live port until it answers from `to` [`VERIFY_IN_A_ROW`]
+    /// times in a row (an old worker that has not yet seen its shutdown
+    /// signal may still accept a connection or two); `Err((url, what it
     /// saw last))` when the verify timeout passes first.
     async fn verify(&self, to: Color) -> (u32, Result<(), (String, String)>) {
         let url = self.settings.verify_url();
@@ -300,6 +305,7 @@ impl Switcher {
         }
         let deadline = Instant::now() + limit;
         let mut attempts = 0;
+        let mut in_a_row = 0;
         loop {
             attempts += 1;
             let seen = match self.http.get(&url).send().await {
@@ -310,14 +316,23 @@ impl Switcher {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     if color.as_deref() == Some(to.as_str()) {
-                        return (attempts, Ok(()));
+                        in_a_row += 1;
+                        if in_a_row >= VERIFY_IN_A_ROW {
+                            return (attempts, Ok(()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
                     }
+                    in_a_row = 0;
                     match color {
                         Some(c) => format!("{COLOR_HEADER}: {c} ({})", resp.status()),
                         None => format!("no {COLOR_HEADER} header ({})", resp.status()),
                     }
                 }
-                Err(e) => format!("an error: {e}"),
+                Err(e) => {
+                    in_a_row = 0;
+                    format!("an error: {e}")
+                }
             };
             if Instant::now() >= deadline {
                 return (attempts, Err((url, seen)));
