@@ -341,3 +341,25 @@ async fn every_switch_attempt_is_recorded_and_a_manual_one_releases_the_latch() 
         .unwrap();
     assert_eq!(facts.previous, Some(Color::Blue));
 }
+
+#[tokio::test]
+async fn the_direct_probe_bypasses_nginx_and_sees_a_failing_color() {
+    let f = fixture().await;
+    let timeout = Duration::from_secs(2);
+    let blue = proxy::probe_direct(&f.settings, Color::Blue, timeout).await;
+    assert_eq!(blue.healthy, Some(true), "{}", blue.reason);
+    f.blue.control("fail").await.unwrap();
+    let blue = proxy::probe_direct(&f.settings, Color::Blue, timeout).await;
+    assert_eq!(blue.healthy, Some(false));
+    assert_eq!(
+        blue.reason,
+        format!(
+            "blue-direct: GET http://127.0.0.1:{}/ping returned 500",
+            f.blue.port
+        )
+    );
+    drop(f.nginx);
+    // nginx is gone; the probe does not need it.
+    let green = proxy::probe_direct(&f.settings, Color::Green, timeout).await;
+    assert_eq!(green.healthy, Some(true), "{}", green.reason);
+}
