@@ -192,12 +192,9 @@ async fn a_config_that_does_not_stamp_the_new_color_fails_verification_and_stays
     assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
 }
 
-#[tokio::test]
-async fn two_concurrent_switches_run_one_after_the_other() {
-    let f = fixture().await;
-    // The test command logs its start and end; overlapping switches would
-    // interleave the lines.
-    let log = f.path().join("test-cmd.log");
+/// A switcher whose `test_cmd` logs `start`/`end` lines to `log` around a
+/// real `nginx -t`, taking 0.3 s.
+fn slow_test_switcher(f: &Fixture, log: &Path) -> bgw_watchdog::proxy::Switcher {
     let script = f.path().join("slow-test.sh");
     std::fs::write(
         &script,
@@ -212,8 +209,16 @@ async fn two_concurrent_switches_run_one_after_the_other() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let switcher =
-        Arc::new(f.switcher_with(|s| s.test_cmd = format!("{} {{conf}}", script.display())));
+    f.switcher_with(|s| s.test_cmd = format!("{} {{conf}}", script.display()))
+}
+
+#[tokio::test]
+async fn two_concurrent_switches_run_one_after_the_other() {
+    let f = fixture().await;
+    // The test command logs its start and end; overlapping switches would
+    // interleave the lines.
+    let log = f.path().join("test-cmd.log");
+    let switcher = Arc::new(slow_test_switcher(&f, &log));
     let a = tokio::spawn({
         let s = switcher.clone();
         async move { s.switch(Color::Green, "first").await }
@@ -362,4 +367,33 @@ async fn the_direct_probe_bypasses_nginx_and_sees_a_failing_color() {
     // nginx is gone; the probe does not need it.
     let green = proxy::probe_direct(&f.settings, Color::Green, timeout).await;
     assert_eq!(green.healthy, Some(true), "{}", green.reason);
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_does_not_stop_a_switch_half_way() {
+    let f = fixture().await;
+    let log = f.path().join("test-cmd.log");
+    let switcher = slow_test_switcher(&f, &log);
+    // Give up while `nginx -t` runs (the config is written, the live file not yet).
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        switcher.switch(Color::Green, "impatient"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the switch should still be running");
+    // It completes anyway: the live file, the config and nginx agree.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read(&f.settings.live_file).unwrap() != b"green" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch was abandoned half-way"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_serves(f.settings.live_listen, "green").await;
+    // And the lock was released: the next switch runs.
+    switcher
+        .switch(Color::Blue, "next")
+        .await
+        .expect("next switch");
 }

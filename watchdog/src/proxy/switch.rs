@@ -22,6 +22,7 @@ use super::settings::{ProxyConfigError, ProxySettings};
 use bgw_wire::{Color, COLOR_HEADER};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -38,6 +39,8 @@ pub enum Step {
     LiveFile,
     Reload,
     Verify,
+    /// The runtime shut down while the switch task ran.
+    Interrupted,
 }
 
 impl std::fmt::Display for Step {
@@ -49,6 +52,7 @@ impl std::fmt::Display for Step {
             Step::LiveFile => "live_file",
             Step::Reload => "reload",
             Step::Verify => "verify",
+            Step::Interrupted => "interrupted",
         })
     }
 }
@@ -72,7 +76,7 @@ pub enum SwitchError {
         outcome: CommandOutcome,
         restore: Option<String>,
     },
-    #[error("switch to {to} failed at live_file: cannot write {}: {error}; previous config restored{}", path.display(), restore_note(restore))]
+    #[error("switch to {to} failed at live_file: {}: {error}; previous config restored{}", path.display(), restore_note(restore))]
     LiveFile {
         to: Color,
         path: PathBuf,
@@ -87,6 +91,8 @@ pub enum SwitchError {
         reload_back: Option<CommandOutcome>,
         restore: Option<String>,
     },
+    #[error("switch to {to} was interrupted: the runtime is shutting down")]
+    Interrupted { to: Color },
     #[error("switch to {to} failed at verify: {url} still answered {seen} after {}; nginx accepted the new config, which stays", bgw_wire::format_duration(*waited))]
     Verify {
         to: Color,
@@ -113,6 +119,7 @@ impl SwitchError {
             SwitchError::LiveFile { .. } => Step::LiveFile,
             SwitchError::Reload { .. } => Step::Reload,
             SwitchError::Verify { .. } => Step::Verify,
+            SwitchError::Interrupted { .. } => Step::Interrupted,
         }
     }
 
@@ -145,13 +152,17 @@ pub struct SwitchReport {
 }
 
 /// Switches the live color; at most one switch (or deploy holding
-/// [`Switcher::lock`]) runs at a time.
+/// [`Switcher::lock`]) runs at a time. Cheap to clone (shared state).
+#[derive(Clone)]
 pub struct Switcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     settings: ProxySettings,
     lock: Mutex<()>,
     http: reqwest::Client,
 }
-
 impl Switcher {
     /// Validates `settings` (see [`ProxySettings::validate`]).
     pub fn new(settings: ProxySettings) -> Result<Switcher, ProxyConfigError> {
@@ -165,30 +176,48 @@ impl Switcher {
             .build()
             .expect("a plain HTTP client builds");
         Ok(Switcher {
-            settings,
-            lock: Mutex::new(()),
-            http,
+            inner: Arc::new(Inner {
+                settings,
+                lock: Mutex::new(()),
+                http,
+            }),
         })
     }
 
     pub fn settings(&self) -> &ProxySettings {
-        &self.settings
+        &self.inner.settings
     }
 
     /// What the live file says now.
     pub fn live(&self) -> LiveState {
-        read_live(&self.settings.live_file)
+        read_live(&self.inner.settings.live_file)
     }
 
     /// Takes the switch lock, so a deploy can check the live color and run
     /// without a switch changing it underneath.
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().await
+        self.inner.lock.lock().await
     }
 
     /// Makes `to` the live color. Switching to the color that is already
     /// live re-renders and reloads (it repairs a hand-edited config).
+    ///
+    /// The switch runs in its own task: it completes (or restores) even if
+    /// the caller stops waiting, e.g. an HTTP client that hangs up, so it
+    /// never stops half-way between two steps.
     pub async fn switch(&self, to: Color, reason: &str) -> Result<SwitchReport, SwitchError> {
+        let inner = self.inner.clone();
+        let reason = reason.to_string();
+        match tokio::spawn(async move { inner.switch(to, &reason).await }).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(SwitchError::Interrupted { to }),
+        }
+    }
+}
+
+impl Inner {
+    async fn switch(&self, to: Color, reason: &str) -> Result<SwitchReport, SwitchError> {
         let _guard = self.lock.lock().await;
         let s = &self.settings;
         let started = Instant::now();
