@@ -35,25 +35,39 @@ impl AppState {
     fn count_rejection<T>(&self, result: &Result<T, ApiError>) {
         if let Err(e) = result {
             if e.status.is_client_error() {
-                self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             if e.status == axum::http::StatusCode::TOO_MANY_REQUESTS {
-                self.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 
     /// Admin endpoints need `Bearer <admin_token>`. Without a configured
     /// admin token they are open to loopback clients only.
-    fn authorize_admin(&self, headers: &axum::http::HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+    fn authorize_admin(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<(), ApiError> {
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match (&self.admin_token, presented) {
-            (Some(token), Some(p)) if crate::config::secrets_equal(token.expose_secret(), p.trim()) => Ok(()),
+            (Some(token), Some(p))
+                if crate::config::secrets_equal(token.expose_secret(), p.trim()) =>
+            {
+                Ok(())
+            }
             (Some(_), Some(_)) => Err(ApiError::unauthorized("wrong admin token")),
-            (Some(_), None) => Err(ApiError::unauthorized("missing admin token (Authorization: Bearer <admin_token>)")),
+            (Some(_), None) => Err(ApiError::unauthorized(
+                "missing admin token (Authorization: Bearer <admin_token>)",
+            )),
             (None, _) if peer.ip().is_loopback() => Ok(()),
             (None, _) => Err(ApiError::unauthorized(
                 "no admin_token is configured: the admin API answers loopback clients only",

@@ -15,7 +15,11 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, token: Option<SecretString>) -> anyhow::Result<Client> {
         let base = base.trim_end_matches('/').to_string();
-        let base = if base.contains("://") { base } else { format!("http://{base}") };
+        let base = if base.contains("://") {
+            base
+        } else {
+            format!("http://{base}")
+        };
         Ok(Client {
             base,
             token,
@@ -30,21 +34,26 @@ impl Client {
             Some(t) => req.bearer_auth(t.expose_secret()),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the watchdog at {}: {}", self.base, e.without_url()))?;
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the watchdog at {}: {}",
+                self.base,
+                e.without_url()
+            )
+        })?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         Ok((status, body))
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 }
 
@@ -62,7 +71,9 @@ pub async fn status(client: &Client) -> anyhow::Result<String> {
     if code != 200 {
         return Err(error_of(code, &body));
     }
-    let checks = body["checks"].as_array().context("malformed answer: no checks")?;
+    let checks = body["checks"]
+        .as_array()
+        .context("malformed answer: no checks")?;
     let mut out = format!(
         "{:<24} {:<10} {:<6} {:<8} {:<20} {:<20} {}\n",
         "CHECK", "KIND", "COLOR", "STATE", "LAST SIGNAL", "NEXT DEADLINE", "REASON"
@@ -98,10 +109,16 @@ pub async fn status(client: &Client) -> anyhow::Result<String> {
 /// `pause` / `resume`.
 pub async fn pause_resume(client: &Client, check: &str, action: &str) -> anyhow::Result<String> {
     let (code, body) = client
-        .post(&format!("/api/v1/checks/{check}/{action}"), serde_json::json!({}))
+        .post(
+            &format!("/api/v1/checks/{check}/{action}"),
+            serde_json::json!({}),
+        )
         .await?;
     match code {
-        200 => Ok(format!("{check}: {}\n", body["state"].as_str().unwrap_or("?"))),
+        200 => Ok(format!(
+            "{check}: {}\n",
+            body["state"].as_str().unwrap_or("?")
+        )),
         _ => bail!(error_of(code, &body)),
     }
 }

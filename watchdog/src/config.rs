@@ -123,7 +123,10 @@ pub struct CheckSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckKind {
     /// Instances heartbeat through `bgw-agent`; down below `min_instances` up.
-    Service { color: Option<Color>, min_instances: u32 },
+    Service {
+        color: Option<Color>,
+        min_instances: u32,
+    },
     /// A healthchecks.io-style ping URL `/ping/<uuid>`.
     Heartbeat { uuid: String },
     /// The checker or the prober: each report is its heartbeat.
@@ -220,19 +223,31 @@ pub fn load_from(
 }
 
 fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
-    let listen: SocketAddr = raw
-        .listen
-        .parse()
-        .map_err(|e| err("listen", format_args!("{:?} is not an address like 127.0.0.1:8700 ({e})", raw.listen)))?;
+    let listen: SocketAddr = raw.listen.parse().map_err(|e| {
+        err(
+            "listen",
+            format_args!(
+                "{:?} is not an address like 127.0.0.1:8700 ({e})",
+                raw.listen
+            ),
+        )
+    })?;
     let database = normalize_database(&raw.database)?;
-    let admin_token = secret_or_file(raw.admin_token, raw.admin_token_file.as_deref(), "admin_token")?;
+    let admin_token = secret_or_file(
+        raw.admin_token,
+        raw.admin_token_file.as_deref(),
+        "admin_token",
+    )?;
     let mut checks = Vec::with_capacity(raw.check.len());
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
     for (i, c) in raw.check.into_iter().enumerate() {
         let spec = validate_check(i, c)?;
         if !names.insert(spec.name.clone()) {
-            return Err(err(format_args!("check[{i}].name"), format_args!("duplicate check name {:?}", spec.name)));
+            return Err(err(
+                format_args!("check[{i}].name"),
+                format_args!("duplicate check name {:?}", spec.name),
+            ));
         }
         if let CheckKind::Heartbeat { uuid } = &spec.kind {
             if !uuids.insert(uuid.clone()) {
@@ -277,7 +292,10 @@ fn secret_or_file(
     key: &str,
 ) -> Result<Option<SecretString>, ConfigError> {
     match (value, file) {
-        (Some(_), Some(_)) => Err(err(key, format_args!("set either {key} or {key}_file, not both"))),
+        (Some(_), Some(_)) => Err(err(
+            key,
+            format_args!("set either {key} or {key}_file, not both"),
+        )),
         (Some(v), None) => {
             if v.expose_secret().trim().is_empty() {
                 Err(err(key, "empty"))
@@ -286,11 +304,18 @@ fn secret_or_file(
             }
         }
         (None, Some(f)) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| err(format_args!("{key}_file"), format_args!("cannot read {}: {e}", f.display())))?;
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                err(
+                    format_args!("{key}_file"),
+                    format_args!("cannot read {}: {e}", f.display()),
+                )
+            })?;
             let t = text.trim();
             if t.is_empty() {
-                return Err(err(format_args!("{key}_file"), format_args!("{} is empty", f.display())));
+                return Err(err(
+                    format_args!("{key}_file"),
+                    format_args!("{} is empty", f.display()),
+                ));
             }
             Ok(Some(SecretString::from(t.to_string())))
         }
@@ -307,10 +332,18 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
     {
-        return Err(err(key("name"), format_args!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", c.name)));
+        return Err(err(
+            key("name"),
+            format_args!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", c.name),
+        ));
     }
     let cadence = match (&c.period, &c.schedule) {
-        (Some(_), Some(_)) => return Err(err(key("schedule"), "set either period or schedule, not both")),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                key("schedule"),
+                "set either period or schedule, not both",
+            ))
+        }
         (Some(p), None) => {
             if p.0 < Duration::from_millis(100) {
                 return Err(err(key("period"), "must be at least 100ms"));
@@ -322,19 +355,30 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
         }
         (None, Some(expr)) => {
             if c.kind != "heartbeat" {
-                return Err(err(key("schedule"), "only heartbeat checks take a cron schedule; use period"));
+                return Err(err(
+                    key("schedule"),
+                    "only heartbeat checks take a cron schedule; use period",
+                ));
             }
             Cadence::cron(expr, c.timezone.as_deref().unwrap_or("UTC"))
                 .map_err(|e| err(key("schedule"), e))?
         }
-        (None, None) => return Err(err(key("period"), "missing: set period (or schedule for heartbeat checks)")),
+        (None, None) => {
+            return Err(err(
+                key("period"),
+                "missing: set period (or schedule for heartbeat checks)",
+            ))
+        }
     };
     let grace = c.grace.map_or(Duration::ZERO, |g| g.0);
     let token = secret_or_file(c.token, c.token_file.as_deref(), &key("token"))?;
     let kind = match c.kind.as_str() {
         "service" => {
             if token.is_none() {
-                return Err(err(key("token"), "a service check needs the token its agents present"));
+                return Err(err(
+                    key("token"),
+                    "a service check needs the token its agents present",
+                ));
             }
             if c.uuid.is_some() {
                 return Err(err(key("uuid"), "only heartbeat checks have a uuid"));
@@ -349,12 +393,25 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             }
         }
         "heartbeat" => {
-            let uuid = c.uuid.ok_or_else(|| err(key("uuid"), "missing: a heartbeat check is pinged at /ping/<uuid>"))?;
+            let uuid = c.uuid.ok_or_else(|| {
+                err(
+                    key("uuid"),
+                    "missing: a heartbeat check is pinged at /ping/<uuid>",
+                )
+            })?;
             let uuid = uuid.to_ascii_lowercase();
             if !is_uuid(&uuid) {
-                return Err(err(key("uuid"), format_args!("{uuid:?} is not a UUID like 5f0c8a56-1b2c-4d3e-8f90-0123456789ab")));
+                return Err(err(
+                    key("uuid"),
+                    format_args!(
+                        "{uuid:?} is not a UUID like 5f0c8a56-1b2c-4d3e-8f90-0123456789ab"
+                    ),
+                ));
             }
-            for (k, set) in [("color", c.color.is_some()), ("min_instances", c.min_instances.is_some())] {
+            for (k, set) in [
+                ("color", c.color.is_some()),
+                ("min_instances", c.min_instances.is_some()),
+            ] {
                 if set {
                     return Err(err(key(k), "only service checks take this key"));
                 }
@@ -363,16 +420,31 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
         }
         "reporter" => {
             if token.is_none() {
-                return Err(err(key("token"), "a reporter check needs the token its reporter presents"));
+                return Err(err(
+                    key("token"),
+                    "a reporter check needs the token its reporter presents",
+                ));
             }
-            for (k, set) in [("color", c.color.is_some()), ("min_instances", c.min_instances.is_some()), ("uuid", c.uuid.is_some())] {
+            for (k, set) in [
+                ("color", c.color.is_some()),
+                ("min_instances", c.min_instances.is_some()),
+                ("uuid", c.uuid.is_some()),
+            ] {
                 if set {
-                    return Err(err(key(k), "only service or heartbeat checks take this key"));
+                    return Err(err(
+                        key(k),
+                        "only service or heartbeat checks take this key",
+                    ));
                 }
             }
             CheckKind::Reporter
         }
-        other => return Err(err(key("kind"), format_args!("{other:?}: expected service, heartbeat or reporter"))),
+        other => {
+            return Err(err(
+                key("kind"),
+                format_args!("{other:?}: expected service, heartbeat or reporter"),
+            ))
+        }
     };
     Ok(CheckSpec {
         name: c.name,
@@ -387,7 +459,9 @@ fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
         && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
-        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -448,7 +522,11 @@ token = "rep-secret"
 
     #[test]
     fn env_wins_over_file_and_flags_win_over_env() {
-        let s = load_str(GOOD, &[("BGW_LISTEN", "127.0.0.1:9000"), ("BGW_LOG_DIR", "/tmp/x")]).unwrap();
+        let s = load_str(
+            GOOD,
+            &[("BGW_LISTEN", "127.0.0.1:9000"), ("BGW_LOG_DIR", "/tmp/x")],
+        )
+        .unwrap();
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.log_dir, PathBuf::from("/tmp/x"));
         let dir = tempfile::tempdir().unwrap();
@@ -481,13 +559,17 @@ token = "rep-secret"
         ];
         for (toml, needle) in cases {
             let e = load_str(toml, &[]).unwrap_err().to_string();
-            assert!(e.contains(needle), "{toml:?} gave {e:?}, expected {needle:?}");
+            assert!(
+                e.contains(needle),
+                "{toml:?} gave {e:?}, expected {needle:?}"
+            );
         }
     }
 
     #[test]
     fn duplicate_names_are_rejected() {
-        let t = "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"t\"\n".repeat(2);
+        let t = "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"t\"\n"
+            .repeat(2);
         let e = load_str(&t, &[]).unwrap_err().to_string();
         assert!(e.contains("duplicate check name"), "{e}");
     }

@@ -10,6 +10,7 @@ pub mod logfile;
 pub mod metrics;
 pub mod monitor;
 pub mod proxy;
+pub mod reports;
 pub mod rollback;
 pub mod schedule;
 pub mod state;
@@ -42,7 +43,11 @@ pub async fn run(
         specs
             .into_iter()
             .zip(&loaded)
-            .map(|((spec, rules), l)| monitor::Entry { id: l.id, spec, rules })
+            .map(|((spec, rules), l)| monitor::Entry {
+                id: l.id,
+                spec,
+                rules,
+            })
             .collect(),
     ));
     let (log, log_task) = logfile::LogSink::spawn(log);

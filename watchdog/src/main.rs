@@ -56,9 +56,11 @@ enum Command {
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BGW_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -101,8 +103,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, url: Option<String>, settings: config::Settings) -> anyhow::Result<ExitCode> {
-    let client = || cli::Client::new(&url.clone().unwrap_or_else(|| settings.listen.to_string()), settings.admin_token.clone());
+async fn run(
+    command: Command,
+    url: Option<String>,
+    settings: config::Settings,
+) -> anyhow::Result<ExitCode> {
+    let client = || {
+        cli::Client::new(
+            &url.clone().unwrap_or_else(|| settings.listen.to_string()),
+            settings.admin_token.clone(),
+        )
+    };
     match command {
         Command::Serve { .. } => {
             let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -136,11 +147,20 @@ fn describe(s: &config::Settings) -> String {
         s.listen,
         s.database,
         s.log_dir.display(),
-        if s.admin_token.is_some() { "token required" } else { "loopback only (no admin_token)" },
+        if s.admin_token.is_some() {
+            "token required"
+        } else {
+            "loopback only (no admin_token)"
+        },
         s.checks.len()
     );
     for c in &s.checks {
-        out.push_str(&format!("  - {} ({}): {}\n", c.name, c.kind.as_str(), c.fingerprint()));
+        out.push_str(&format!(
+            "  - {} ({}): {}\n",
+            c.name,
+            c.kind.as_str(),
+            c.fingerprint()
+        ));
     }
     out
 }

@@ -24,7 +24,10 @@ pub struct Metrics {
 }
 
 fn state_index(s: State) -> usize {
-    State::ALL.iter().position(|x| *x == s).expect("every state is listed")
+    State::ALL
+        .iter()
+        .position(|x| *x == s)
+        .expect("every state is listed")
 }
 
 impl Metrics {
@@ -68,24 +71,87 @@ impl Metrics {
             .collect();
         metric("bgw_checks", "gauge", "Checks by state.", &states);
         let c = |a: &AtomicU64| vec![(String::new(), a.load(Relaxed) as f64)];
-        metric("bgw_heartbeats_received_total", "counter", "Agent heartbeats accepted.", &c(&self.heartbeats));
-        metric("bgw_pings_received_total", "counter", "Ping-URL requests accepted.", &c(&self.pings));
-        metric("bgw_reports_received_total", "counter", "Checker and prober reports accepted.", &c(&self.reports));
-        metric("bgw_requests_rejected_total", "counter", "Requests answered 4xx.", &c(&self.rejected));
-        metric("bgw_requests_rate_limited_total", "counter", "Requests answered 429.", &c(&self.rate_limited));
-        metric("bgw_events_total", "counter", "Events recorded.", &c(&self.events));
-        metric("bgw_commit_batches_total", "counter", "Group-commit transactions.", &c(&self.batches));
-        metric("bgw_commit_batched_requests_total", "counter", "Requests acknowledged through group commit.", &c(&self.batched_requests));
+        metric(
+            "bgw_heartbeats_received_total",
+            "counter",
+            "Agent heartbeats accepted.",
+            &c(&self.heartbeats),
+        );
+        metric(
+            "bgw_pings_received_total",
+            "counter",
+            "Ping-URL requests accepted.",
+            &c(&self.pings),
+        );
+        metric(
+            "bgw_reports_received_total",
+            "counter",
+            "Checker and prober reports accepted.",
+            &c(&self.reports),
+        );
+        metric(
+            "bgw_requests_rejected_total",
+            "counter",
+            "Requests answered 4xx.",
+            &c(&self.rejected),
+        );
+        metric(
+            "bgw_requests_rate_limited_total",
+            "counter",
+            "Requests answered 429.",
+            &c(&self.rate_limited),
+        );
+        metric(
+            "bgw_events_total",
+            "counter",
+            "Events recorded.",
+            &c(&self.events),
+        );
+        metric(
+            "bgw_commit_batches_total",
+            "counter",
+            "Group-commit transactions.",
+            &c(&self.batches),
+        );
+        metric(
+            "bgw_commit_batched_requests_total",
+            "counter",
+            "Requests acknowledged through group commit.",
+            &c(&self.batched_requests),
+        );
         let secs = |a: &AtomicU64| vec![(String::new(), a.load(Relaxed) as f64 / 1e6)];
-        metric("bgw_scheduler_lag_seconds", "gauge", "How late the last deadline was handled.", &secs(&self.lag_last_us));
-        metric("bgw_scheduler_lag_max_seconds", "gauge", "Largest deadline lag since start.", &secs(&self.lag_max_us));
-        metric("bgw_notifications_delivered_total", "counter", "Notifications delivered.", &c(&self.deliveries));
-        metric("bgw_notification_failures_total", "counter", "Failed delivery attempts.", &c(&self.delivery_failures));
+        metric(
+            "bgw_scheduler_lag_seconds",
+            "gauge",
+            "How late the last deadline was handled.",
+            &secs(&self.lag_last_us),
+        );
+        metric(
+            "bgw_scheduler_lag_max_seconds",
+            "gauge",
+            "Largest deadline lag since start.",
+            &secs(&self.lag_max_us),
+        );
+        metric(
+            "bgw_notifications_delivered_total",
+            "counter",
+            "Notifications delivered.",
+            &c(&self.deliveries),
+        );
+        metric(
+            "bgw_notification_failures_total",
+            "counter",
+            "Failed delivery attempts.",
+            &c(&self.delivery_failures),
+        );
         metric(
             "bgw_outbox_oldest_pending_seconds",
             "gauge",
             "Age of the oldest undelivered notification.",
-            &[(String::new(), self.outbox_oldest_pending_ms.load(Relaxed) as f64 / 1e3)],
+            &[(
+                String::new(),
+                self.outbox_oldest_pending_ms.load(Relaxed) as f64 / 1e3,
+            )],
         );
         out
     }

@@ -39,7 +39,11 @@ pub struct Entry {
 
 impl Catalog {
     pub fn new(checks: Vec<Entry>) -> Catalog {
-        let by_name = checks.iter().enumerate().map(|(i, e)| (e.spec.name.clone(), i)).collect();
+        let by_name = checks
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.name.clone(), i))
+            .collect();
         let by_uuid = checks
             .iter()
             .enumerate()
@@ -122,7 +126,12 @@ pub struct Monitor {
 
 impl Monitor {
     /// Applies a signal to check `idx`; answers once it is committed.
-    pub async fn signal(&self, idx: usize, signal: Signal, ping: Option<PingInfo>) -> Result<Ack, MonitorError> {
+    pub async fn signal(
+        &self,
+        idx: usize,
+        signal: Signal,
+        ping: Option<PingInfo>,
+    ) -> Result<Ack, MonitorError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Signal {
@@ -154,7 +163,9 @@ impl Monitor {
         if self.tx.send(Msg::Alive(tx)).await.is_err() {
             return false;
         }
-        tokio::time::timeout(timeout, rx).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx)
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -218,7 +229,10 @@ struct Batch {
     pings: Vec<PingRow>,
     events: Vec<NewEvent>,
     replies: Vec<(oneshot::Sender<Result<Ack, MonitorError>>, usize)>,
-    record_replies: Vec<(oneshot::Sender<Result<Vec<i64>, MonitorError>>, std::ops::Range<usize>)>,
+    record_replies: Vec<(
+        oneshot::Sender<Result<Vec<i64>, MonitorError>>,
+        std::ops::Range<usize>,
+    )>,
     /// Runtimes before the batch, to restore if the commit fails.
     before: HashMap<usize, (Runtime, i64)>,
 }
@@ -278,7 +292,9 @@ impl Task {
             Msg::Record { events, reply } => {
                 let start = batch.events.len();
                 batch.events.extend(events);
-                batch.record_replies.push((reply, start..batch.events.len()));
+                batch
+                    .record_replies
+                    .push((reply, start..batch.events.len()));
             }
             Msg::Signal {
                 idx,
@@ -363,7 +379,9 @@ impl Task {
         let result = self.write(&batch, now).await;
         match result {
             Ok(ids) => {
-                self.hooks.metrics.batch_committed(batch.replies.len(), batch.events.len());
+                self.hooks
+                    .metrics
+                    .batch_committed(batch.replies.len(), batch.events.len());
                 for (id, e) in ids.iter().zip(&batch.events) {
                     if let Some(line) = log_line(e) {
                         self.hooks.log.write(e.at, line).await;
@@ -468,7 +486,9 @@ pub fn log_line(e: &NewEvent) -> Option<String> {
             crate::logfile::recovered_line(check, e.down_for.unwrap_or_default())
         }
         ("state", _, Some(State::Late)) => format!("WARNING: {check} LATE: {}", e.reason),
-        ("state", Some(from), Some(to)) => format!("INFO: {check} {} -> {}: {}", from, to, e.reason),
+        ("state", Some(from), Some(to)) => {
+            format!("INFO: {check} {} -> {}: {}", from, to, e.reason)
+        }
         ("instance", _, _) => {
             let change = e
                 .data
@@ -482,7 +502,10 @@ pub fn log_line(e: &NewEvent) -> Option<String> {
                 "failing" => "WARNING",
                 _ => "INFO",
             };
-            format!("{level}: {check} instance {instance} {change}: {}", e.reason)
+            format!(
+                "{level}: {check} instance {instance} {change}: {}",
+                e.reason
+            )
         }
         ("line", _, _) => e.reason.clone(),
         (kind, _, _) => format!("{}: {check}: {}", kind.to_ascii_uppercase(), e.reason),

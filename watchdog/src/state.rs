@@ -26,7 +26,13 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 5] = [State::New, State::Up, State::Late, State::Down, State::Paused];
+    pub const ALL: [State; 5] = [
+        State::New,
+        State::Up,
+        State::Late,
+        State::Down,
+        State::Paused,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -147,7 +153,10 @@ impl Runtime {
         if matches!(self.state, State::Paused) {
             return None;
         }
-        let check_level = [self.late_at.filter(|_| self.state != State::Late), self.down_at];
+        let check_level = [
+            self.late_at.filter(|_| self.state != State::Late),
+            self.down_at,
+        ];
         let handled = self.evaluated_at;
         let instances = self.instances.values().flat_map(|i| {
             let late = Some(i.late_at).filter(|t| *t < i.down_at && handled.is_none_or(|h| *t > h));
@@ -163,7 +172,9 @@ pub enum Signal {
     /// A ping, a report, or (services) an `ok` heartbeat handled elsewhere.
     Success,
     /// `/fail`, a non-zero exit status ping.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
     /// `/start`: the job began; success must follow within grace.
     Start,
     /// `/log`: recorded, changes nothing.
@@ -249,13 +260,24 @@ pub fn reschedule(rules: &Rules, prev: &Runtime, now: DateTime<Utc>) -> Runtime 
 }
 
 /// The state machine. Pure: same inputs, same outputs.
-pub fn observe(rules: &Rules, prev: &Runtime, signal: Signal, now: DateTime<Utc>) -> (Runtime, Vec<Event>) {
+pub fn observe(
+    rules: &Rules,
+    prev: &Runtime,
+    signal: Signal,
+    now: DateTime<Utc>,
+) -> (Runtime, Vec<Event>) {
     let mut rt = prev.clone();
     let mut events = Vec::new();
     match signal {
         Signal::Pause => {
             if rt.state != State::Paused {
-                set_state(&mut rt, &mut events, State::Paused, now, "paused by an operator".into());
+                set_state(
+                    &mut rt,
+                    &mut events,
+                    State::Paused,
+                    now,
+                    "paused by an operator".into(),
+                );
             }
             rt.late_at = None;
             rt.down_at = None;
@@ -266,7 +288,13 @@ pub fn observe(rules: &Rules, prev: &Runtime, signal: Signal, now: DateTime<Utc>
                 let (late, down) = deadlines(&rules.cadence, rules.grace, now);
                 rt.late_at = Some(late);
                 rt.down_at = Some(down);
-                set_state(&mut rt, &mut events, State::New, now, "resumed by an operator".into());
+                set_state(
+                    &mut rt,
+                    &mut events,
+                    State::New,
+                    now,
+                    "resumed by an operator".into(),
+                );
                 if rules.min_instances.is_some() && !rt.instances.is_empty() {
                     for i in rt.instances.values_mut() {
                         let (late, down) = deadlines(&rules.cadence, rules.grace, now);
@@ -296,7 +324,13 @@ pub fn observe(rules: &Rules, prev: &Runtime, signal: Signal, now: DateTime<Utc>
                 rt.late_at = Some(late);
                 rt.down_at = Some(down);
                 if rt.state != State::Up {
-                    set_state(&mut rt, &mut events, State::Up, now, "signal received".into());
+                    set_state(
+                        &mut rt,
+                        &mut events,
+                        State::Up,
+                        now,
+                        "signal received".into(),
+                    );
                 }
             }
         }
@@ -320,14 +354,31 @@ pub fn observe(rules: &Rules, prev: &Runtime, signal: Signal, now: DateTime<Utc>
             seq,
         } => {
             rt.last_signal = Some(now);
-            heartbeat(rules, &mut rt, &mut events, now, instance, status, detail, color, version, seq);
+            heartbeat(
+                rules,
+                &mut rt,
+                &mut events,
+                now,
+                instance,
+                status,
+                detail,
+                color,
+                version,
+                seq,
+            );
         }
         Signal::Tick => tick(rules, &mut rt, &mut events, now),
     }
     (rt, events)
 }
 
-fn set_state(rt: &mut Runtime, events: &mut Vec<Event>, to: State, at: DateTime<Utc>, reason: String) {
+fn set_state(
+    rt: &mut Runtime,
+    events: &mut Vec<Event>,
+    to: State,
+    at: DateTime<Utc>,
+    reason: String,
+) {
     let from = rt.state;
     if from == to {
         rt.reason = reason;
@@ -375,14 +426,18 @@ fn heartbeat(
     let change = match (previous, status) {
         (None, HeartbeatStatus::Ok) => Some((InstanceChange::Joined, describe(&detail))),
         (None, HeartbeatStatus::Fail) => Some((InstanceChange::Failing, describe(&detail))),
-        (Some(HeartbeatStatus::Fail), HeartbeatStatus::Ok) => Some((InstanceChange::Recovered, describe(&detail))),
+        (Some(HeartbeatStatus::Fail), HeartbeatStatus::Ok) => {
+            Some((InstanceChange::Recovered, describe(&detail)))
+        }
         (Some(s), HeartbeatStatus::Fail) if s != HeartbeatStatus::Fail => {
             Some((InstanceChange::Failing, describe(&detail)))
         }
         (Some(s), HeartbeatStatus::Stopping) if s != HeartbeatStatus::Stopping => {
             Some((InstanceChange::Left, "planned stop".to_string()))
         }
-        (Some(HeartbeatStatus::Stopping), HeartbeatStatus::Ok) => Some((InstanceChange::Joined, describe(&detail))),
+        (Some(HeartbeatStatus::Stopping), HeartbeatStatus::Ok) => {
+            Some((InstanceChange::Joined, describe(&detail)))
+        }
         _ => None,
     };
     if status == HeartbeatStatus::Stopping && previous.is_none() {
@@ -469,14 +524,17 @@ fn tick(rules: &Rules, rt: &mut Runtime, events: &mut Vec<Event>, now: DateTime<
             set_state(rt, events, State::Down, at, reason);
             continue;
         }
-        if rt.late_at.is_some_and(|l| l <= at) && rt.state != State::Late && rt.state != State::Down {
+        if rt.late_at.is_some_and(|l| l <= at) && rt.state != State::Late && rt.state != State::Down
+        {
             let reason = rules.silence_reason(rt.last_signal, at, signal_word(rules));
             rt.late_at = None;
             set_state(rt, events, State::Late, at, reason);
             continue;
         }
         rt.late_at = rt.late_at.filter(|l| *l > at);
-        if rules.min_instances.is_some() && (removed || rt.instances.values().any(|i| i.late_at <= at)) {
+        if rules.min_instances.is_some()
+            && (removed || rt.instances.values().any(|i| i.late_at <= at))
+        {
             aggregate(rules, rt, events, at, why);
         }
         rt.evaluated_at = Some(at);
@@ -494,7 +552,13 @@ fn signal_word(rules: &Rules) -> &'static str {
 /// A service's state from its instances: up while at least `min_instances`
 /// are up (a leaving instance counts until its deadline), late while that
 /// holds only counting late ones, else down.
-fn aggregate(rules: &Rules, rt: &mut Runtime, events: &mut Vec<Event>, at: DateTime<Utc>, why: Option<String>) {
+fn aggregate(
+    rules: &Rules,
+    rt: &mut Runtime,
+    events: &mut Vec<Event>,
+    at: DateTime<Utc>,
+    why: Option<String>,
+) {
     let Some(min) = rules.min_instances else {
         return;
     };
@@ -565,7 +629,9 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match e.change {
-                Change::State { from, to, .. } => Some((e.at.timestamp() - 1_700_000_000, from, to)),
+                Change::State { from, to, .. } => {
+                    Some((e.at.timestamp() - 1_700_000_000, from, to))
+                }
                 _ => None,
             })
             .collect()
@@ -613,7 +679,10 @@ mod tests {
         let r = periodic(5, 5);
         let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), Signal::Success, t(0));
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(3600));
-        assert_eq!(states(&ev), vec![(5, State::Up, State::Late), (10, State::Late, State::Down)]);
+        assert_eq!(
+            states(&ev),
+            vec![(5, State::Up, State::Late), (10, State::Late, State::Down)]
+        );
         let (_, ev) = observe(&r, &rt, Signal::Tick, t(7200));
         assert!(ev.is_empty(), "no second down for one outage");
     }
@@ -632,7 +701,11 @@ mod tests {
         let r = periodic(5, 0);
         let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), Signal::Success, t(0));
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(5));
-        assert_eq!(states(&ev), vec![(5, State::Up, State::Down)], "grace 0 skips late");
+        assert_eq!(
+            states(&ev),
+            vec![(5, State::Up, State::Down)],
+            "grace 0 skips late"
+        );
         let (rt, ev) = observe(&r, &rt, Signal::Success, t(95));
         assert_eq!(rt.state, State::Up);
         assert_eq!(
@@ -650,18 +723,42 @@ mod tests {
         let r = periodic(60, 30);
         let rt = Runtime::new(&r, t(0));
         let (_, ev) = observe(&r, &rt, Signal::Tick, t(90));
-        assert_eq!(states(&ev), vec![(60, State::New, State::Late), (90, State::Late, State::Down)]);
-        assert!(ev[1].reason.contains("since the check was created"), "{}", ev[1].reason);
+        assert_eq!(
+            states(&ev),
+            vec![
+                (60, State::New, State::Late),
+                (90, State::Late, State::Down)
+            ]
+        );
+        assert!(
+            ev[1].reason.contains("since the check was created"),
+            "{}",
+            ev[1].reason
+        );
     }
 
     #[test]
     fn fail_is_down_at_once_and_success_brings_it_back() {
         let r = periodic(60, 30);
         let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), Signal::Success, t(0));
-        let (rt, ev) = observe(&r, &rt, Signal::Fail { reason: "exit status 3".into() }, t(10));
+        let (rt, ev) = observe(
+            &r,
+            &rt,
+            Signal::Fail {
+                reason: "exit status 3".into(),
+            },
+            t(10),
+        );
         assert_eq!(states(&ev), vec![(10, State::Up, State::Down)]);
         assert_eq!(rt.reason, "exit status 3");
-        let (_, ev) = observe(&r, &rt, Signal::Fail { reason: "again".into() }, t(20));
+        let (_, ev) = observe(
+            &r,
+            &rt,
+            Signal::Fail {
+                reason: "again".into(),
+            },
+            t(20),
+        );
         assert!(ev.is_empty(), "a second fail is the same outage");
     }
 
@@ -674,7 +771,11 @@ mod tests {
         assert_eq!(rt.next_deadline(), Some(t(160)));
         let (_, ev) = observe(&r, &rt, Signal::Tick, t(160));
         assert_eq!(states(&ev), vec![(160, State::Up, State::Down)]);
-        assert!(ev[0].reason.contains("no success within grace 1m"), "{}", ev[0].reason);
+        assert!(
+            ev[0].reason.contains("no success within grace 1m"),
+            "{}",
+            ev[0].reason
+        );
     }
 
     #[test]
@@ -734,10 +835,16 @@ mod tests {
             t(2),
         );
         assert_eq!(states(&ev), vec![(2, State::Up, State::Down)]);
-        assert_eq!(rt.reason, "0 of 1 required instances up; a: app exited with code 1");
+        assert_eq!(
+            rt.reason,
+            "0 of 1 required instances up; a: app exited with code 1"
+        );
         assert!(matches!(
             ev[0].change,
-            Change::Instance { change: InstanceChange::Failing, .. }
+            Change::Instance {
+                change: InstanceChange::Failing,
+                ..
+            }
         ));
     }
 
@@ -755,16 +862,37 @@ mod tests {
     #[test]
     fn a_silent_instance_goes_missing_and_takes_the_service_down_at_its_deadline() {
         let r = service(1);
-        let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), hb("a", HeartbeatStatus::Ok), t(0));
+        let (rt, _) = observe(
+            &r,
+            &Runtime::new(&r, t(0)),
+            hb("a", HeartbeatStatus::Ok),
+            t(0),
+        );
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(100));
-        assert_eq!(states(&ev), vec![(5, State::Up, State::Late), (10, State::Late, State::Down)]);
+        assert_eq!(
+            states(&ev),
+            vec![(5, State::Up, State::Late), (10, State::Late, State::Down)]
+        );
         let missing = ev
             .iter()
-            .find(|e| matches!(e.change, Change::Instance { change: InstanceChange::Missing, .. }))
+            .find(|e| {
+                matches!(
+                    e.change,
+                    Change::Instance {
+                        change: InstanceChange::Missing,
+                        ..
+                    }
+                )
+            })
             .unwrap();
         assert_eq!(missing.at, t(10));
         assert!(rt.instances.is_empty());
-        assert!(rt.reason.contains("a: no heartbeat for 10s (period 5s, grace 5s)"), "{}", rt.reason);
+        assert!(
+            rt.reason
+                .contains("a: no heartbeat for 10s (period 5s, grace 5s)"),
+            "{}",
+            rt.reason
+        );
         let (_, ev) = observe(&r, &rt, Signal::Tick, t(200));
         assert!(ev.is_empty());
     }
@@ -772,7 +900,12 @@ mod tests {
     #[test]
     fn an_instance_that_says_stopping_leaves_without_an_alert() {
         let r = service(1);
-        let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), hb("a", HeartbeatStatus::Ok), t(0));
+        let (rt, _) = observe(
+            &r,
+            &Runtime::new(&r, t(0)),
+            hb("a", HeartbeatStatus::Ok),
+            t(0),
+        );
         let (rt, ev) = observe(&r, &rt, hb("a", HeartbeatStatus::Stopping), t(1));
         assert!(states(&ev).is_empty());
         // Its replacement arrives before the old one's deadline.
@@ -780,7 +913,13 @@ mod tests {
         let (rt, _) = observe(&r, &rt, hb("b", HeartbeatStatus::Ok), t(8));
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(11));
         assert!(states(&ev).is_empty(), "{ev:?}");
-        assert!(!ev.iter().any(|e| matches!(e.change, Change::Instance { change: InstanceChange::Missing, .. })));
+        assert!(!ev.iter().any(|e| matches!(
+            e.change,
+            Change::Instance {
+                change: InstanceChange::Missing,
+                ..
+            }
+        )));
         assert_eq!(rt.instances.keys().collect::<Vec<_>>(), vec!["b"]);
         assert_eq!(rt.state, State::Up);
     }
@@ -788,7 +927,12 @@ mod tests {
     #[test]
     fn a_service_with_no_instance_left_after_a_stop_goes_down_after_grace() {
         let r = service(1);
-        let (rt, _) = observe(&r, &Runtime::new(&r, t(0)), hb("a", HeartbeatStatus::Ok), t(0));
+        let (rt, _) = observe(
+            &r,
+            &Runtime::new(&r, t(0)),
+            hb("a", HeartbeatStatus::Ok),
+            t(0),
+        );
         let (rt, _) = observe(&r, &rt, hb("a", HeartbeatStatus::Stopping), t(1));
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(30));
         assert_eq!(rt.state, State::Down, "{ev:?}");

@@ -36,7 +36,10 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
 /// Opens (creating if needed) the database file, in WAL mode with full
 /// synchronous commits, and applies the migrations.
 pub async fn open(path: &str) -> Result<SqlitePool, StoreError> {
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: path.to_string(),
             source: sqlx::Error::Io(e),
@@ -195,7 +198,8 @@ pub async fn sync_checks(
             }
         }
     }
-    let configured: std::collections::HashSet<&str> = specs.iter().map(|(s, _)| s.name.as_str()).collect();
+    let configured: std::collections::HashSet<&str> =
+        specs.iter().map(|(s, _)| s.name.as_str()).collect();
     for (id, name, _, _, retired, _) in &existing {
         if retired.is_none() && !configured.contains(name.as_str()) {
             sqlx::query("UPDATE checks SET retired_at = ?, next_deadline = NULL WHERE id = ?")
@@ -286,10 +290,15 @@ pub async fn write_runtimes(
     Ok(())
 }
 
-pub async fn write_pings(conn: &mut SqliteConnection, pings: &[PingRow]) -> Result<(), sqlx::Error> {
+pub async fn write_pings(
+    conn: &mut SqliteConnection,
+    pings: &[PingRow],
+) -> Result<(), sqlx::Error> {
     // Many rows per statement: the batch's pings cost one round trip per 100.
     for chunk in pings.chunks(100) {
-        let mut qb = sqlx::QueryBuilder::new("INSERT OR REPLACE INTO pings (check_id, slot, at, kind, instance, detail) ");
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT OR REPLACE INTO pings (check_id, slot, at, kind, instance, detail) ",
+        );
         qb.push_values(chunk, |mut b, p| {
             b.push_bind(p.check_id)
                 .push_bind(p.slot)
@@ -334,8 +343,8 @@ pub struct InstanceRow {
 
 fn check_row(row: &sqlx::sqlite::SqliteRow) -> Result<CheckRow, StoreError> {
     let name: String = row.get("name");
-    let rt: Runtime =
-        serde_json::from_str(row.get::<&str, _>("runtime")).map_err(|e| StoreError::Corrupt(name.clone(), e))?;
+    let rt: Runtime = serde_json::from_str(row.get::<&str, _>("runtime"))
+        .map_err(|e| StoreError::Corrupt(name.clone(), e))?;
     Ok(CheckRow {
         id: row.get("id"),
         kind: row.get("kind"),
@@ -365,17 +374,21 @@ fn check_row(row: &sqlx::sqlite::SqliteRow) -> Result<CheckRow, StoreError> {
 }
 
 pub async fn list_checks(pool: &SqlitePool) -> Result<Vec<CheckRow>, StoreError> {
-    let rows = sqlx::query("SELECT id, name, kind, color, runtime FROM checks WHERE retired_at IS NULL ORDER BY name")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, name, kind, color, runtime FROM checks WHERE retired_at IS NULL ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(check_row).collect()
 }
 
 pub async fn get_check(pool: &SqlitePool, name: &str) -> Result<Option<CheckRow>, StoreError> {
-    let row = sqlx::query("SELECT id, name, kind, color, runtime FROM checks WHERE name = ? AND retired_at IS NULL")
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, name, kind, color, runtime FROM checks WHERE name = ? AND retired_at IS NULL",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(check_row).transpose()
 }
 
@@ -456,12 +469,18 @@ pub async fn events(
 }
 
 /// The most recent pings of a check, newest first.
-pub async fn recent_pings(pool: &SqlitePool, check_id: i64, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-    let rows = sqlx::query("SELECT at, kind, instance, detail FROM pings WHERE check_id = ? ORDER BY at DESC LIMIT ?")
-        .bind(check_id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+pub async fn recent_pings(
+    pool: &SqlitePool,
+    check_id: i64,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT at, kind, instance, detail FROM pings WHERE check_id = ? ORDER BY at DESC LIMIT ?",
+    )
+    .bind(check_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -476,8 +495,10 @@ pub async fn recent_pings(pool: &SqlitePool, check_id: i64, limit: i64) -> Resul
 }
 
 pub async fn count_pings(pool: &SqlitePool, check_id: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM pings WHERE check_id = ?")
-        .bind(check_id)
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM pings WHERE check_id = ?")
+            .bind(check_id)
+            .fetch_one(pool)
+            .await?,
+    )
 }

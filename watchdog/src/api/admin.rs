@@ -37,7 +37,10 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         app.metrics.render(),
     )
 }
@@ -130,7 +133,11 @@ pub async fn events(
             Ok(id) => Since::Id(id),
             Err(_) => Since::Time(
                 chrono::DateTime::parse_from_rfc3339(s)
-                    .map_err(|_| ApiError::bad_request(format!("since={s:?}: expected an event id or an RFC 3339 time")))?
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "since={s:?}: expected an event id or an RFC 3339 time"
+                        ))
+                    })?
                     .to_utc(),
             ),
         },

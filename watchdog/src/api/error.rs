@@ -41,13 +41,19 @@ impl ApiError {
     }
 
     pub fn too_many() -> ApiError {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests for this token; slow down")
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests for this token; slow down",
+        )
     }
 
     /// An internal failure: logged here, answered without details.
     pub fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %err, "{context}");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{context}; try again"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{context}; try again"),
+        )
     }
 }
 
@@ -67,7 +73,10 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> Self {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, format!("body over {} bytes", bgw_wire::MAX_BODY_BYTES))
+            ApiError::new(
+                status,
+                format!("body over {} bytes", bgw_wire::MAX_BODY_BYTES),
+            )
         } else {
             ApiError::new(status, r.body_text())
         }
@@ -76,6 +85,12 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(bgw_wire::ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(bgw_wire::ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }

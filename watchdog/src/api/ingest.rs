@@ -26,11 +26,14 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)"))
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        })
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn truncate(mut s: String) -> String {
@@ -62,7 +65,10 @@ pub async fn heartbeat(
             .ok_or_else(|| ApiError::not_found(format!("unknown check {:?}", hb.check)))?;
         let entry = &app.monitor.catalog.checks[idx];
         if !entry.spec.token_matches(token) {
-            return Err(ApiError::unauthorized(format!("wrong token for check {:?}", hb.check)));
+            return Err(ApiError::unauthorized(format!(
+                "wrong token for check {:?}",
+                hb.check
+            )));
         }
         let CheckKind::Service { color, .. } = entry.spec.kind else {
             return Err(ApiError::bad_request(format!(
@@ -129,10 +135,18 @@ pub async fn report(
             .monitor
             .catalog
             .by_name(&report.observer)
-            .ok_or_else(|| ApiError::not_found(format!("unknown observer {:?}: no reporter check by that name", report.observer)))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "unknown observer {:?}: no reporter check by that name",
+                    report.observer
+                ))
+            })?;
         let entry = &app.monitor.catalog.checks[idx];
         if !entry.spec.token_matches(token) {
-            return Err(ApiError::unauthorized(format!("wrong token for observer {:?}", report.observer)));
+            return Err(ApiError::unauthorized(format!(
+                "wrong token for observer {:?}",
+                report.observer
+            )));
         }
         if entry.spec.kind != CheckKind::Reporter {
             return Err(ApiError::bad_request(format!(
@@ -229,9 +243,13 @@ async fn ping_action(
             .by_uuid(&uuid)
             .ok_or_else(|| ApiError::not_found("not found: no check has this uuid"))?;
         app.limiter.check(idx)?;
-        let detail = (!body.is_empty()).then(|| truncate(String::from_utf8_lossy(&body).into_owned()));
+        let detail =
+            (!body.is_empty()).then(|| truncate(String::from_utf8_lossy(&body).into_owned()));
         let detail = match (kind, action.as_deref()) {
-            ("exit", Some(code)) => Some(format!("exit status {code}{}", detail.map(|d| format!(": {d}")).unwrap_or_default())),
+            ("exit", Some(code)) => Some(format!(
+                "exit status {code}{}",
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
+            )),
             _ => detail,
         };
         let ping = PingInfo {
