@@ -397,3 +397,199 @@ async fn a_caller_that_stops_waiting_does_not_stop_a_switch_half_way() {
         .await
         .expect("next switch");
 }
+
+mod rollback_through_nginx {
+    //! The policy's executor against a real nginx and real test apps; the
+    //! observers' verdicts are given as the watchdog's state would give them.
+    use super::*;
+    use bgw_watchdog::control::{evaluate_rollback, Observations};
+    use bgw_watchdog::rollback::{
+        Decision, Mode, ObserverVerdict, RollbackSettings, Rule, Verdict,
+    };
+
+    fn green_failing() -> Observations {
+        let failing = |observer: &str, reason: &str| ObserverVerdict {
+            observer: observer.into(),
+            color: Color::Green,
+            verdict: Verdict::Failing {
+                consecutive: 3,
+                reason: reason.into(),
+            },
+        };
+        Observations {
+            observers: vec![
+                failing("agents:green", "GET /ping returned 500"),
+                failing("checker", "live-proxy: GET /ping returned 500"),
+            ],
+            watchdog_started: chrono::Utc::now() - chrono::Duration::hours(1),
+            heard_from_all: true,
+        }
+    }
+
+    async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, sqlx::SqlitePool) {
+        let pool = migrated_pool(f.path()).await;
+        let switcher = f.switcher();
+        control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
+            .await
+            .expect("toggle to green");
+        f.green.control("fail").await.unwrap();
+        (switcher, pool)
+    }
+
+    #[tokio::test]
+    async fn a_failing_new_color_is_switched_back_once_then_latched() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        let settings = RollbackSettings::default();
+        let timeout = Duration::from_secs(2);
+        let now = chrono::Utc::now();
+        let e = evaluate_rollback(&switcher, &pool, &settings, green_failing(), timeout, now)
+            .await
+            .unwrap();
+        match &e.decision {
+            Decision::Switch { to, reason } => {
+                assert_eq!(*to, Color::Blue);
+                assert!(reason.starts_with("green failed "), "{reason}");
+                assert!(reason.contains("(agents: GET /ping returned 500, checker: live-proxy: GET /ping returned 500)"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.view.previous_healthy_direct,
+            Some(true),
+            "blue was probed directly"
+        );
+        e.switched.expect("switched").expect("switch ok");
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_serves(f.settings.live_listen, "blue").await;
+        let state = control::rollback_state(&pool).await.unwrap();
+        assert!(state.latched);
+
+        // Now blue fails too: no flip back to green.
+        f.blue.control("fail").await.unwrap();
+        let blue_failing = Observations {
+            observers: green_failing()
+                .observers
+                .into_iter()
+                .map(|mut o| {
+                    o.color = Color::Blue;
+                    o
+                })
+                .collect(),
+            ..green_failing()
+        };
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &settings,
+            blue_failing,
+            timeout,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        match e.decision {
+            Decision::Refuse { rule, .. } => assert_eq!(rule, Rule::FlipFlop),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+    }
+
+    #[tokio::test]
+    async fn no_switch_back_to_a_previous_color_that_is_broken_too() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        f.blue.control("fail").await.unwrap();
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &RollbackSettings::default(),
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        match &e.decision {
+            Decision::Refuse { rule, reason, .. } => {
+                assert_eq!(*rule, Rule::TargetUnhealthy);
+                assert!(
+                    reason.contains("blue-direct: GET http://127.0.0.1:"),
+                    "{reason}"
+                );
+                assert!(reason.ends_with("/ping returned 500)"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+        assert_serves(f.settings.live_listen, "green").await;
+    }
+
+    #[tokio::test]
+    async fn dry_run_changes_nothing() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        let settings = RollbackSettings {
+            mode: Mode::DryRun,
+            ..Default::default()
+        };
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &settings,
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                e.decision,
+                Decision::DryRun {
+                    to: Color::Blue,
+                    ..
+                }
+            ),
+            "{:?}",
+            e.decision
+        );
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+        assert!(!control::rollback_state(&pool).await.unwrap().latched);
+        assert_eq!(control::toggles(&pool, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deploy_to_the_previous_color_since_the_toggle_disarms_rollback() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        control::record_deploy(&pool, chrono::Utc::now(), Color::Blue, "app:3", true, "")
+            .await
+            .unwrap();
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &RollbackSettings::default(),
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                e.decision,
+                Decision::Refuse {
+                    rule: Rule::Redeployed,
+                    ..
+                }
+            ),
+            "{:?}",
+            e.decision
+        );
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+    }
+}

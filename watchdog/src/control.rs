@@ -14,8 +14,11 @@ use bgw_wire::Color;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::SqlitePool;
 
+mod executor;
 #[cfg(test)]
 mod tests;
+
+pub use executor::{evaluate_rollback, Evaluation, Observations};
 
 /// A store error; never contains a value that was bound to a query.
 #[derive(Debug, thiserror::Error)]
