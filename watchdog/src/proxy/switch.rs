@@ -152,7 +152,9 @@ pub struct SwitchReport {
 }
 
 /// Switches the live color; at most one switch (or deploy holding
-/// [`Switcher::lock`]) runs at a time. Cheap to clone (shared state).
+/// [`Switcher::lock`]) runs at a time. Cheap to clone: make ONE per process
+/// and clone it (the API, the CLI's server side and the rollback executor
+/// must share its lock; two `Switcher::new` would not serialize).
 #[derive(Clone)]
 pub struct Switcher {
     inner: Arc<Inner>,
