@@ -1,4 +1,11 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
-fn main() {
-    println!("bench: nothing measured yet");
+
+#[path = "bench/notify.rs"]
+mod notify;
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(notify::run())
 }
