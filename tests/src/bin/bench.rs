@@ -1,11 +1,23 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
+//! `bench` runs them all; `bench <name>` runs one (`switch`, `notify`).
 
 #[path = "bench/notify.rs"]
 mod notify;
+#[path = "bench/switch.rs"]
+mod switch;
 
-fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(notify::run())
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let only = std::env::args().nth(1);
+    let wants = |name: &str| match &only {
+        None => true,
+        Some(o) => o == name,
+    };
+    if wants("switch") {
+        switch::run().await?;
+    }
+    if wants("notify") {
+        notify::run().await?;
+    }
+    Ok(())
 }
