@@ -1,6 +1,8 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
-//! `bench` runs them all; `bench <name>` runs one (`switch`).
+//! `bench` runs them all; `bench <name>` runs one (`switch`, `notify`).
 
+#[path = "bench/notify.rs"]
+mod notify;
 #[path = "bench/switch.rs"]
 mod switch;
 
@@ -13,6 +15,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if wants("switch") {
         switch::run().await?;
+    }
+    if wants("notify") {
+        notify::run().await?;
     }
     Ok(())
 }
