@@ -1,0 +1,104 @@
+//! `bgw-checker`, the watcher on the proxy host: every `interval` it probes
+//! blue and green directly and through nginx's live and idle ports, checks
+//! that each port is served by the color `live_file` says it must be, and
+//! sends one report per round to the watchdog.
+//!
+//! The probing ([`probe`]) and the report delivery ([`delivery`]) are also
+//! used by `bgw-prober`.
+
+pub mod delivery;
+pub mod probe;
+pub mod round;
+pub mod settings;
+pub mod telemetry;
+
+use bgw_wire::Report;
+use delivery::{Delivery, Endpoint};
+use probe::HttpProber;
+use round::{seed_line, Round, Targets};
+use settings::Settings;
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs rounds until `shutdown` completes.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let user_agent = format!("bgw-checker/{}", env!("CARGO_PKG_VERSION"));
+    let round = Round {
+        prober: HttpProber::new(&user_agent)?,
+        targets: Targets::from_settings(&settings)?,
+        live_file: settings.live_file.clone(),
+        timeout: settings.timeout,
+        threshold: settings.threshold,
+    };
+    let endpoint = Endpoint {
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .user_agent(user_agent)
+            .build()?,
+        url: Endpoint::report_url(&settings.watchdog_url),
+        token: settings.token.clone(),
+        timeout: settings.timeout,
+    };
+    let delivery = Delivery::spawn(endpoint, max_backoff(settings.interval));
+    tracing::info!(
+        watchdog = %settings.watchdog_url,
+        observer = %settings.observer,
+        blue = %round.targets.blue,
+        green = %round.targets.green,
+        live = %round.targets.live,
+        idle = %round.targets.idle,
+        live_file = %settings.live_file.display(),
+        interval = %bgw_wire::format_duration(settings.interval),
+        "bgw-checker started"
+    );
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let results = tokio::select! {
+            _ = &mut shutdown => break,
+            results = round.run() => results,
+        };
+        for r in &results {
+            let line = seed_line(r, settings.threshold);
+            if r.ok {
+                tracing::info!(target: "bgw_checker::probe", "{line}");
+            } else {
+                tracing::warn!(target: "bgw_checker::probe", "{line}");
+            }
+        }
+        delivery.submit(Report {
+            observer: settings.observer.clone(),
+            results,
+        });
+    }
+    delivery.stop();
+    tracing::info!("bgw-checker stopped");
+    Ok(())
+}
+
+/// Retries while the watchdog is unreachable wait at most two intervals
+/// (between 1 s and 30 s), so delivery resumes soon after it is back.
+pub fn max_backoff(interval: Duration) -> Duration {
+    (interval * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

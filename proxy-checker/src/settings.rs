@@ -1,0 +1,399 @@
+//! The checker's configuration: TOML file, then `BGW_<KEY>` environment
+//! variables, then flags, parsed into [`Settings`] whose fields cannot be
+//! invalid. Every error names the key; no error quotes a value, so a token
+//! never reaches a log.
+//!
+//! The layering helpers ([`layered`], [`token`], [`http_url`], [`positive`])
+//! are public because `bgw-prober` loads its settings the same way.
+
+use bgw_wire::HumanDuration;
+use secrecy::SecretString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, naming the key. The binaries exit 2 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(key: &str, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("key `{key}`: {message}"))
+}
+
+/// Every key of the checker, as written in the file (env: `BGW_` + upper case).
+pub const KEYS: &[&str] = &[
+    "watchdog_url",
+    "token",
+    "token_file",
+    "observer",
+    "blue",
+    "green",
+    "proxy",
+    "live_listen",
+    "idle_listen",
+    "live_file",
+    "path",
+    "interval",
+    "timeout",
+    "threshold",
+];
+
+/// The checker's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of the watchdog; reports go to `{watchdog_url}/api/v1/report`.
+    pub watchdog_url: reqwest::Url,
+    pub token: SecretString,
+    pub observer: String,
+    /// Direct address (`host:port`) of the blue app.
+    pub blue: String,
+    pub green: String,
+    /// Host of the nginx proxy.
+    pub proxy: String,
+    pub live_listen: u16,
+    pub idle_listen: u16,
+    pub live_file: PathBuf,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub threshold: Duration,
+}
+
+/// The keys as the file and the environment give them, before validation.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    watchdog_url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    observer: Option<String>,
+    blue: Option<String>,
+    green: Option<String>,
+    proxy: Option<String>,
+    live_listen: Option<u16>,
+    idle_listen: Option<u16>,
+    live_file: Option<PathBuf>,
+    path: Option<String>,
+    interval: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+    threshold: Option<HumanDuration>,
+}
+
+/// Values given as flags; they win over the environment and the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides(pub Vec<(&'static str, toml::Value)>);
+
+impl Overrides {
+    pub fn set(&mut self, key: &'static str, value: Option<impl Into<toml::Value>>) {
+        if let Some(v) = value {
+            self.0.push((key, v.into()));
+        }
+    }
+}
+
+/// Reads the file (if any), overlays the `BGW_*` variables of `env` that name
+/// one of `keys` or a key under one of `sections`, then the flags. Variables
+/// meant for the other bgw binaries (`BGW_LISTEN`) are ignored, not errors;
+/// unknown keys in the file are errors.
+pub fn layered(
+    config: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    keys: &[&str],
+    sections: &[&str],
+    flags: &Overrides,
+) -> Result<toml::Table, ConfigError> {
+    let mut table =
+        bgw_wire::settings::load_file(config).map_err(|e| ConfigError(e.to_string()))?;
+    let ours = env.into_iter().filter(|(name, _)| {
+        let Some(rest) = name.strip_prefix("BGW_") else {
+            return false;
+        };
+        let rest = rest.to_ascii_lowercase();
+        keys.contains(&rest.as_str())
+            || sections
+                .iter()
+                .any(|s| rest.starts_with(&format!("{}_", s.replace('.', "_"))))
+    });
+    bgw_wire::settings::overlay_env(&mut table, ours, sections);
+    for (key, value) in &flags.0 {
+        table.insert(key.to_string(), value.clone());
+    }
+    Ok(table)
+}
+
+/// `token`, or the first line of `token_file`; exactly one must be set.
+pub fn token(
+    token: Option<String>,
+    token_file: Option<&Path>,
+) -> Result<SecretString, ConfigError> {
+    match (token, token_file) {
+        (Some(_), Some(_)) => Err(ConfigError(
+            "keys `token` and `token_file`: set one of them, not both".into(),
+        )),
+        (None, None) => Err(err("token", "missing (or set `token_file`)")),
+        (Some(t), None) if t.trim().is_empty() => Err(err("token", "is empty")),
+        (Some(t), None) => Ok(SecretString::from(t.trim().to_string())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
+            let t = text.lines().next().unwrap_or("").trim();
+            if t.is_empty() {
+                return Err(err("token_file", format!("{} is empty", path.display())));
+            }
+            Ok(SecretString::from(t.to_string()))
+        }
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+pub fn http_url(key: &str, value: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|e| {
+        err(
+            key,
+            format!("not a URL ({e}); write it like http://127.0.0.1:8700"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(key, "must be an http:// or https:// URL with a host"));
+    }
+    Ok(url)
+}
+
+/// A duration that must be more than zero.
+pub fn positive(
+    key: &str,
+    value: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = value.map_or(default, |h| h.0);
+    if d.is_zero() {
+        return Err(err(key, "must be more than 0"));
+    }
+    Ok(d)
+}
+
+/// `host:port`, as the original scripts wrote the app addresses.
+fn address(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let bad = || err(key, "expected host:port, like 127.0.0.1:3000");
+    let (h, port) = v.rsplit_once(':').ok_or_else(bad)?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad()),
+    }
+    host(key, h).map_err(|_| bad())?;
+    Ok(v.to_string())
+}
+
+/// A bare host name or IP address (the proxy); IPv6 in brackets.
+fn host(key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    let bad = || {
+        err(
+            key,
+            "expected a host name or IP address without a port, like 127.0.0.1",
+        )
+    };
+    let bracketed = v.starts_with('[') && v.ends_with(']');
+    if v.is_empty() || v.contains(['@', '/', '?', '#']) || (v.contains(':') && !bracketed) {
+        return Err(bad());
+    }
+    let url = reqwest::Url::parse(&format!("http://{v}/")).map_err(|_| bad())?;
+    if url.path() != "/" || url.port().is_some() {
+        return Err(bad());
+    }
+    Ok(v.to_string())
+}
+
+/// Loads and validates the checker's settings.
+pub fn load(
+    config: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    flags: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let table = layered(config, env, KEYS, &[], flags)?;
+    let raw: Raw =
+        bgw_wire::settings::deserialize(table).map_err(|e| ConfigError(e.to_string()))?;
+    let watchdog_url = http_url(
+        "watchdog_url",
+        raw.watchdog_url
+            .as_deref()
+            .ok_or_else(|| err("watchdog_url", "missing"))?,
+    )?;
+    let token = token(raw.token, raw.token_file.as_deref())?;
+    let observer = raw.observer.unwrap_or_else(|| "checker".into());
+    if observer.trim().is_empty() {
+        return Err(err("observer", "is empty"));
+    }
+    let path = raw.path.unwrap_or_else(|| "/ping".into());
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        return Err(err(
+            "path",
+            "must start with / and contain no spaces, like /ping",
+        ));
+    }
+    let live_listen = raw.live_listen.unwrap_or(80);
+    let idle_listen = raw.idle_listen.unwrap_or(8080);
+    for (key, port) in [("live_listen", live_listen), ("idle_listen", idle_listen)] {
+        if port == 0 {
+            return Err(err(key, "must be a port from 1 to 65535"));
+        }
+    }
+    Ok(Settings {
+        watchdog_url,
+        token,
+        observer: observer.trim().to_string(),
+        blue: address("blue", raw.blue.as_deref().unwrap_or("127.0.0.1:3000"))?,
+        green: address("green", raw.green.as_deref().unwrap_or("127.0.0.1:3001"))?,
+        proxy: host("proxy", raw.proxy.as_deref().unwrap_or("127.0.0.1"))?,
+        live_listen,
+        idle_listen,
+        live_file: raw.live_file.unwrap_or_else(|| "/var/live".into()),
+        path,
+        interval: positive("interval", raw.interval, Duration::from_secs(5))?,
+        timeout: positive("timeout", raw.timeout, Duration::from_secs(30))?,
+        threshold: positive("threshold", raw.threshold, Duration::from_millis(2000))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("BGW_WATCHDOG_URL", "http://127.0.0.1:8700"),
+        ("BGW_TOKEN", "s3cret"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = load(None, env(MINIMAL), &Overrides::default()).unwrap();
+        assert_eq!(s.observer, "checker");
+        assert_eq!(s.blue, "127.0.0.1:3000");
+        assert_eq!(s.green, "127.0.0.1:3001");
+        assert_eq!(s.proxy, "127.0.0.1");
+        assert_eq!((s.live_listen, s.idle_listen), (80, 8080));
+        assert_eq!(s.live_file, PathBuf::from("/var/live"));
+        assert_eq!(s.path, "/ping");
+        assert_eq!(s.interval, Duration::from_secs(5));
+        assert_eq!(s.timeout, Duration::from_secs(30));
+        assert_eq!(s.threshold, Duration::from_millis(2000));
+        assert_eq!(s.token.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn flags_win_over_env_and_env_over_file() {
+        let f = file("interval = \"10s\"\nthreshold = \"1s\"\nlive_listen = 81\nwatchdog_url = \"http://a:1\"\ntoken = \"t\"\n");
+        let mut flags = Overrides::default();
+        flags.set("threshold", Some("750ms"));
+        let s = load(
+            Some(f.path()),
+            env(&[
+                ("BGW_INTERVAL", "2s"),
+                ("BGW_THRESHOLD", "3s"),
+                ("BGW_LIVE_LISTEN", "82"),
+            ]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.threshold, Duration::from_millis(750));
+        assert_eq!(s.live_listen, 82);
+    }
+
+    #[test]
+    fn variables_of_other_binaries_are_ignored() {
+        let mut vars = env(MINIMAL);
+        vars.extend(env(&[("BGW_LISTEN", "x"), ("BGW_PROXY_LIVE_FILE", "/x")]));
+        let s = load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(s.proxy, "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_hide_the_token() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("BGW_INTERVAL", "5 parsecs")], "`interval`"),
+            (&[("BGW_TIMEOUT", "0s")], "`timeout`"),
+            (&[("BGW_THRESHOLD", "2000")], "`threshold`"),
+            (&[("BGW_LIVE_LISTEN", "99999")], "`live_listen`"),
+            (&[("BGW_IDLE_LISTEN", "0")], "`idle_listen`"),
+            (&[("BGW_BLUE", "localhost")], "`blue`"),
+            (&[("BGW_GREEN", "http://x:1/ping")], "`green`"),
+            (&[("BGW_PROXY", "127.0.0.1:80")], "`proxy`"),
+            (&[("BGW_PATH", "ping")], "`path`"),
+            (&[("BGW_WATCHDOG_URL", "ftp://x")], "`watchdog_url`"),
+            (&[("BGW_OBSERVER", " ")], "`observer`"),
+        ];
+        for (extra, key) in cases {
+            let mut vars = env(MINIMAL);
+            vars.extend(env(extra));
+            let e = load(None, vars, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra:?}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_watchdog_url_or_token_is_an_error() {
+        let e = load(None, env(&[("BGW_TOKEN", "t")]), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("`watchdog_url`: missing"), "{e}");
+        let e = load(
+            None,
+            env(&[("BGW_WATCHDOG_URL", "http://a:1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`token`"), "{e}");
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let f = file("from-file\n");
+        let s = load(
+            None,
+            env(&[
+                ("BGW_WATCHDOG_URL", "http://a:1"),
+                ("BGW_TOKEN_FILE", f.path().to_str().unwrap()),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.token.expose_secret(), "from-file");
+        let e = token(Some("a".into()), Some(f.path())).unwrap_err();
+        assert!(e.to_string().contains("not both"));
+        let e = token(None, Some(Path::new("/nonexistent/token"))).unwrap_err();
+        assert!(e.to_string().contains("`token_file`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let f = file("watchdog_url = \"http://a:1\"\ntoken = \"t\"\nintervall = \"5s\"\n");
+        let e = load(Some(f.path()), Vec::new(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_accepted() {
+        let mut vars = env(MINIMAL);
+        vars.extend(env(&[("BGW_BLUE", "[::1]:3000"), ("BGW_PROXY", "[::1]")]));
+        let s = load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(s.blue, "[::1]:3000");
+        assert_eq!(s.proxy, "[::1]");
+    }
+}
