@@ -154,7 +154,7 @@ CONFIGURATION (flags win over environment, environment over the file):
     log_format     --log-format     BGW_LOG_FORMAT     default: text
         text or json; logs go to stderr.
 
-    --config FILE   a TOML file with the keys above, e.g.
+    --config FILE   a TOML file with the keys above (or BGW_CONFIG=FILE), e.g.
                         watchdog_url = \"http://10.0.0.5:8700\"
                         check = \"blue\"
                         token_file = \"/run/secrets/bgw_blue\"
