@@ -1,6 +1,8 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
-//! `bench` runs them all; `bench <name>` runs one (`switch`).
+//! `bench` runs them all; `bench <name>` runs one (`agent`, `switch`).
 
+#[path = "bench/agent.rs"]
+mod agent;
 #[path = "bench/switch.rs"]
 mod switch;
 
@@ -11,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
         None => true,
         Some(o) => o == name,
     };
+    if wants("agent") {
+        agent::run().await?;
+    }
     if wants("switch") {
         switch::run().await?;
     }
