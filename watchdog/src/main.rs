@@ -1,1 +1,176 @@
-fn main() {}
+//! `bgw-watchdog`: parse flags, load the configuration, run the command,
+//! map the result to an exit code. Everything else lives in the library.
+
+use bgw_watchdog::{cli, config};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "bgw-watchdog",
+    version,
+    about = "Dead-man switch, alerting and blue/green control for services behind nginx",
+    long_about = "bgw-watchdog receives heartbeats from bgw-agent, reports from bgw-checker and \
+bgw-prober, and healthchecks-style pings; keeps every check's state and deadline in SQLite; \
+writes /var/log/challenge/YYYY-MM-DD.log; alerts on missed deadlines and failures; and switches \
+nginx between blue and green.\n\nConfiguration: --config FILE (TOML), overridden by BGW_<SECTION>_<KEY> \
+environment variables (e.g. BGW_LISTEN, BGW_PROXY_LIVE_FILE), overridden by flags."
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, global = true, env = "BGW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// Admin API of the running watchdog (default: http://<listen>).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the watchdog (exits 0 after a clean shutdown on SIGTERM/SIGINT).
+    Serve {
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// SQLite database, sqlite://PATH (overrides `database`).
+        #[arg(long)]
+        database: Option<String>,
+        /// Directory of the daily log files (overrides `log_dir`).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Validate the configuration and print what would be monitored (exit 2 if invalid).
+    CheckConfig,
+    /// Table of every check: state, last signal, next deadline; and the live color.
+    Status,
+    /// Pause alerting for a check.
+    Pause { check: String },
+    /// Resume alerting for a check.
+    Resume { check: String },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let overrides = match &cli.command {
+        Command::Serve {
+            listen,
+            database,
+            log_dir,
+        } => config::Overrides {
+            listen: listen.clone(),
+            database: database.clone(),
+            log_dir: log_dir.clone(),
+        },
+        _ => config::Overrides::default(),
+    };
+    let settings = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bgw-watchdog: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli.command, cli.url, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bgw-watchdog: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(
+    command: Command,
+    url: Option<String>,
+    settings: config::Settings,
+) -> anyhow::Result<ExitCode> {
+    let client = || {
+        cli::Client::new(
+            &url.clone().unwrap_or_else(|| settings.listen.to_string()),
+            settings.admin_token.clone(),
+        )
+    };
+    match command {
+        Command::Serve { .. } => {
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+            bgw_watchdog::run(settings, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            print!("{}", describe(&settings));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            print!("{}", cli::status(&client()?).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pause { check } => {
+            print!("{}", cli::pause_resume(&client()?, &check, "pause").await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { check } => {
+            print!("{}", cli::pause_resume(&client()?, &check, "resume").await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe(s: &config::Settings) -> String {
+    let mut out = format!(
+        "configuration ok\nlisten: {}\ndatabase: {}\nlog_dir: {}\nadmin API: {}\nchecks: {}\n",
+        s.listen,
+        s.database,
+        s.log_dir.display(),
+        if s.admin_token.is_some() {
+            "token required"
+        } else {
+            "loopback only (no admin_token)"
+        },
+        s.checks.len()
+    );
+    for c in &s.checks {
+        out.push_str(&format!(
+            "  - {} ({}): {}\n",
+            c.name,
+            c.kind.as_str(),
+            c.fingerprint()
+        ));
+    }
+    out
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

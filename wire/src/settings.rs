@@ -5,6 +5,7 @@
 //! section (`BGW_LISTEN`). Nested sections join with `_`
 //! (`BGW_NOTIFY_SLACK_WEBHOOK_URL`). A value is read as a TOML literal when it
 //! is one (`5`, `true`, `["a", "b"]`) and as a string otherwise.
+//! `BGW_CONFIG` names the file itself and is not a key.
 
 use std::path::Path;
 
@@ -53,6 +54,9 @@ pub fn overlay_env(
         let Some(rest) = name.strip_prefix("BGW_") else {
             continue;
         };
+        if rest == "CONFIG" {
+            continue; // the path of the file itself (`--config`)
+        }
         let rest = rest.to_ascii_lowercase();
         let (path, key): (Vec<&str>, &str) = match by_prefix
             .iter()

@@ -1,0 +1,134 @@
+//! The HTTP API: the router, its shared state, admin authentication and the
+//! per-token rate limiter. Handlers live in `api/ingest.rs` (heartbeats,
+//! reports, pings) and `api/admin.rs` (checks, events, pause/resume).
+
+mod admin;
+pub mod error;
+mod ingest;
+mod page;
+
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub monitor: Monitor,
+    pub pool: SqlitePool,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: Option<Arc<SecretString>>,
+    pub limiter: Arc<RateLimiter>,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+impl AppState {
+    fn count_rejection<T>(&self, result: &Result<T, ApiError>) {
+        if let Err(e) = result {
+            if e.status.is_client_error() {
+                self.metrics
+                    .rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if e.status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+                self.metrics
+                    .rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Admin endpoints need `Bearer <admin_token>`. Without a configured
+    /// admin token they are open to loopback clients only.
+    fn authorize_admin(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<(), ApiError> {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (&self.admin_token, presented) {
+            (Some(token), Some(p))
+                if crate::config::secrets_equal(token.expose_secret(), p.trim()) =>
+            {
+                Ok(())
+            }
+            (Some(_), Some(_)) => Err(ApiError::unauthorized("wrong admin token")),
+            (Some(_), None) => Err(ApiError::unauthorized(
+                "missing admin token (Authorization: Bearer <admin_token>)",
+            )),
+            (None, _) if peer.ip().is_loopback() => Ok(()),
+            (None, _) => Err(ApiError::unauthorized(
+                "no admin_token is configured: the admin API answers loopback clients only",
+            )),
+        }
+    }
+}
+
+/// A token bucket per check: `rate` requests per second, bursts of `2 * rate`.
+pub struct RateLimiter {
+    rate: f64,
+    buckets: Mutex<HashMap<usize, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `rate` 0 disables limiting.
+    pub fn new(rate: u32) -> RateLimiter {
+        RateLimiter {
+            rate: f64::from(rate),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn check(&self, key: usize) -> Result<(), ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let burst = self.rate * 2.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let (tokens, last) = buckets.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::too_many())
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let ping = get(ingest::ping).post(ingest::ping).head(ingest::ping);
+    let ping_action = get(ingest::ping_with_action)
+        .post(ingest::ping_with_action)
+        .head(ingest::ping_with_action);
+    Router::new()
+        .route("/", get(page::status_page))
+        .route("/healthz", get(admin::healthz))
+        .route("/metrics", get(admin::metrics))
+        .route("/api/v1/heartbeat", post(ingest::heartbeat))
+        .route("/api/v1/report", post(ingest::report))
+        .route("/ping/{uuid}", ping)
+        .route("/ping/{uuid}/{action}", ping_action)
+        .route("/api/v1/checks", get(admin::list_checks))
+        .route("/api/v1/checks/{name}", get(admin::get_check))
+        .route("/api/v1/checks/{name}/pause", post(admin::pause))
+        .route("/api/v1/checks/{name}/resume", post(admin::resume))
+        .route("/api/v1/events", get(admin::events))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(bgw_wire::MAX_BODY_BYTES))
+        .with_state(state)
+}

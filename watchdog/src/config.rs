@@ -1,0 +1,584 @@
+//! The watchdog's configuration: `watchdog.toml`, then `BGW_*` environment
+//! variables, then flags. Everything is parsed here, once, into types that
+//! cannot be invalid; a bad key is an error that names it (exit 2).
+
+use crate::schedule::Cadence;
+use bgw_wire::{Color, HumanDuration};
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Sections whose keys `BGW_<SECTION>_<KEY>` can set.
+pub const ENV_SECTIONS: &[&str] = &[
+    "proxy",
+    "rollback",
+    "notify",
+    "notify.slack",
+    "notify.email",
+    "notify.webhook",
+];
+
+/// A configuration error: names the key and what is wrong, never a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(key: impl std::fmt::Display, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("key `{key}`: {msg}"))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_database")]
+    database: String,
+    #[serde(default = "default_log_dir")]
+    log_dir: PathBuf,
+    admin_token: Option<SecretString>,
+    admin_token_file: Option<PathBuf>,
+    #[serde(default = "default_ping_history")]
+    ping_history: u32,
+    #[serde(default = "default_rate_limit")]
+    rate_limit: u32,
+    #[serde(default = "default_startup_grace")]
+    startup_grace: HumanDuration,
+    #[serde(default)]
+    check: Vec<RawCheck>,
+    #[serde(default)]
+    proxy: Option<toml::Table>,
+    #[serde(default)]
+    rollback: Option<toml::Table>,
+    #[serde(default)]
+    notify: Option<toml::Table>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8700".into()
+}
+fn default_database() -> String {
+    "sqlite:///var/lib/bgw/watchdog.db".into()
+}
+fn default_log_dir() -> PathBuf {
+    "/var/log/challenge".into()
+}
+fn default_ping_history() -> u32 {
+    100
+}
+fn default_rate_limit() -> u32 {
+    200
+}
+fn default_startup_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: String,
+    kind: String,
+    color: Option<Color>,
+    period: Option<HumanDuration>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    grace: Option<HumanDuration>,
+    min_instances: Option<u32>,
+    token: Option<SecretString>,
+    token_file: Option<PathBuf>,
+    uuid: Option<String>,
+}
+
+/// The validated configuration of `bgw-watchdog`.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `sqlite://path` (created with its migrations at start).
+    pub database: String,
+    pub log_dir: PathBuf,
+    pub admin_token: Option<SecretString>,
+    /// Pings kept per check; older ones are overwritten.
+    pub ping_history: u32,
+    /// Requests per second allowed per token (0: unlimited); bursts of twice that.
+    pub rate_limit: u32,
+    /// After a start, how long reporters' silence counts as "not heard yet".
+    pub startup_grace: Duration,
+    pub checks: Vec<CheckSpec>,
+    pub proxy: Option<toml::Table>,
+    pub rollback: Option<toml::Table>,
+    pub notify: Option<toml::Table>,
+}
+
+/// One monitored check, as configured.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub kind: CheckKind,
+    pub cadence: Cadence,
+    pub grace: Duration,
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Instances heartbeat through `bgw-agent`; down below `min_instances` up.
+    Service {
+        color: Option<Color>,
+        min_instances: u32,
+    },
+    /// A healthchecks.io-style ping URL `/ping/<uuid>`.
+    Heartbeat { uuid: String },
+    /// The checker or the prober: each report is its heartbeat.
+    Reporter,
+}
+
+impl CheckKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CheckKind::Service { .. } => "service",
+            CheckKind::Heartbeat { .. } => "heartbeat",
+            CheckKind::Reporter => "reporter",
+        }
+    }
+}
+
+impl CheckSpec {
+    pub fn color(&self) -> Option<Color> {
+        match &self.kind {
+            CheckKind::Service { color, .. } => *color,
+            _ => None,
+        }
+    }
+
+    /// The part of the spec that defines behaviour, without secrets: stored
+    /// so a restart can tell a changed check from an unchanged one.
+    pub fn fingerprint(&self) -> String {
+        let kind = match &self.kind {
+            CheckKind::Service {
+                color,
+                min_instances,
+            } => format!(
+                "service color={} min_instances={min_instances}",
+                color.map_or("-", |c| c.as_str())
+            ),
+            CheckKind::Heartbeat { uuid } => format!("heartbeat uuid={uuid}"),
+            CheckKind::Reporter => "reporter".to_string(),
+        };
+        format!(
+            "{kind} cadence={} grace={}",
+            self.cadence.describe(),
+            bgw_wire::format_duration(self.grace)
+        )
+    }
+
+    /// Whether `presented` is this check's token (constant time).
+    pub fn token_matches(&self, presented: &str) -> bool {
+        match &self.token {
+            Some(t) => secrets_equal(t.expose_secret(), presented),
+            None => false,
+        }
+    }
+}
+
+/// Constant-time equality of two secrets (length is not hidden).
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Flag values that override the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Loads the layered configuration: file, `BGW_*` env, then flags.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    load_from(path, std::env::vars(), overrides)
+}
+
+/// [`load`] with an explicit environment (tests).
+pub fn load_from(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let mut table = bgw_wire::settings::load_file(path).map_err(|e| ConfigError(e.to_string()))?;
+    bgw_wire::settings::overlay_env(&mut table, env, ENV_SECTIONS);
+    let mut raw: RawSettings =
+        bgw_wire::settings::deserialize(table).map_err(|e| ConfigError(e.to_string()))?;
+    if let Some(v) = &overrides.listen {
+        raw.listen = v.clone();
+    }
+    if let Some(v) = &overrides.database {
+        raw.database = v.clone();
+    }
+    if let Some(v) = &overrides.log_dir {
+        raw.log_dir = v.clone();
+    }
+    validate(raw)
+}
+
+fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|e| {
+        err(
+            "listen",
+            format_args!(
+                "{:?} is not an address like 127.0.0.1:8700 ({e})",
+                raw.listen
+            ),
+        )
+    })?;
+    let database = normalize_database(&raw.database)?;
+    let admin_token = secret_or_file(
+        raw.admin_token,
+        raw.admin_token_file.as_deref(),
+        "admin_token",
+    )?;
+    let mut checks = Vec::with_capacity(raw.check.len());
+    let mut names = std::collections::HashSet::new();
+    let mut uuids = std::collections::HashSet::new();
+    for (i, c) in raw.check.into_iter().enumerate() {
+        let spec = validate_check(i, c)?;
+        if !names.insert(spec.name.clone()) {
+            return Err(err(
+                format_args!("check[{i}].name"),
+                format_args!("duplicate check name {:?}", spec.name),
+            ));
+        }
+        if let CheckKind::Heartbeat { uuid } = &spec.kind {
+            if !uuids.insert(uuid.clone()) {
+                return Err(err(format_args!("check[{i}].uuid"), "duplicate uuid"));
+            }
+        }
+        checks.push(spec);
+    }
+    Ok(Settings {
+        listen,
+        database,
+        log_dir: raw.log_dir,
+        admin_token,
+        ping_history: raw.ping_history.clamp(1, 100_000),
+        rate_limit: raw.rate_limit,
+        startup_grace: raw.startup_grace.0,
+        checks,
+        proxy: raw.proxy,
+        rollback: raw.rollback,
+        notify: raw.notify,
+    })
+}
+
+/// Accepts `sqlite://path`, `sqlite:path` or a bare path.
+fn normalize_database(db: &str) -> Result<String, ConfigError> {
+    let path = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+        .unwrap_or(db);
+    if path.is_empty() {
+        return Err(err("database", "empty path"));
+    }
+    if db.contains("://") && !db.starts_with("sqlite://") {
+        return Err(err("database", "only sqlite:// databases are supported"));
+    }
+    Ok(path.to_string())
+}
+
+fn secret_or_file(
+    value: Option<SecretString>,
+    file: Option<&Path>,
+    key: &str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(err(
+            key,
+            format_args!("set either {key} or {key}_file, not both"),
+        )),
+        (Some(v), None) => {
+            if v.expose_secret().trim().is_empty() {
+                Err(err(key, "empty"))
+            } else {
+                Ok(Some(v))
+            }
+        }
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                err(
+                    format_args!("{key}_file"),
+                    format_args!("cannot read {}: {e}", f.display()),
+                )
+            })?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(err(
+                    format_args!("{key}_file"),
+                    format_args!("{} is empty", f.display()),
+                ));
+            }
+            Ok(Some(SecretString::from(t.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
+    let key = |k: &str| format!("check[{i}].{k}");
+    if c.name.is_empty()
+        || c.name.len() > 64
+        || !c
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+    {
+        return Err(err(
+            key("name"),
+            format_args!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", c.name),
+        ));
+    }
+    let cadence = match (&c.period, &c.schedule) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                key("schedule"),
+                "set either period or schedule, not both",
+            ))
+        }
+        (Some(p), None) => {
+            if p.0 < Duration::from_millis(100) {
+                return Err(err(key("period"), "must be at least 100ms"));
+            }
+            if c.timezone.is_some() {
+                return Err(err(key("timezone"), "only meaningful with schedule"));
+            }
+            Cadence::Period(p.0)
+        }
+        (None, Some(expr)) => {
+            if c.kind != "heartbeat" {
+                return Err(err(
+                    key("schedule"),
+                    "only heartbeat checks take a cron schedule; use period",
+                ));
+            }
+            Cadence::cron(expr, c.timezone.as_deref().unwrap_or("UTC"))
+                .map_err(|e| err(key("schedule"), e))?
+        }
+        (None, None) => {
+            return Err(err(
+                key("period"),
+                "missing: set period (or schedule for heartbeat checks)",
+            ))
+        }
+    };
+    let grace = c.grace.map_or(Duration::ZERO, |g| g.0);
+    let token = secret_or_file(c.token, c.token_file.as_deref(), &key("token"))?;
+    let kind = match c.kind.as_str() {
+        "service" => {
+            if token.is_none() {
+                return Err(err(
+                    key("token"),
+                    "a service check needs the token its agents present",
+                ));
+            }
+            if c.uuid.is_some() {
+                return Err(err(key("uuid"), "only heartbeat checks have a uuid"));
+            }
+            let min = c.min_instances.unwrap_or(1);
+            if min == 0 {
+                return Err(err(key("min_instances"), "must be at least 1"));
+            }
+            CheckKind::Service {
+                color: c.color,
+                min_instances: min,
+            }
+        }
+        "heartbeat" => {
+            let uuid = c.uuid.ok_or_else(|| {
+                err(
+                    key("uuid"),
+                    "missing: a heartbeat check is pinged at /ping/<uuid>",
+                )
+            })?;
+            let uuid = uuid.to_ascii_lowercase();
+            if !is_uuid(&uuid) {
+                return Err(err(
+                    key("uuid"),
+                    format_args!(
+                        "{uuid:?} is not a UUID like 5f0c8a56-1b2c-4d3e-8f90-0123456789ab"
+                    ),
+                ));
+            }
+            for (k, set) in [
+                ("color", c.color.is_some()),
+                ("min_instances", c.min_instances.is_some()),
+            ] {
+                if set {
+                    return Err(err(key(k), "only service checks take this key"));
+                }
+            }
+            CheckKind::Heartbeat { uuid }
+        }
+        "reporter" => {
+            if token.is_none() {
+                return Err(err(
+                    key("token"),
+                    "a reporter check needs the token its reporter presents",
+                ));
+            }
+            for (k, set) in [
+                ("color", c.color.is_some()),
+                ("min_instances", c.min_instances.is_some()),
+                ("uuid", c.uuid.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        key(k),
+                        "only service or heartbeat checks take this key",
+                    ));
+                }
+            }
+            CheckKind::Reporter
+        }
+        other => {
+            return Err(err(
+                key("kind"),
+                format_args!("{other:?}: expected service, heartbeat or reporter"),
+            ))
+        }
+    };
+    Ok(CheckSpec {
+        name: c.name,
+        kind,
+        cadence,
+        grace,
+        token,
+    })
+}
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(&p, toml).unwrap();
+        load_from(
+            Some(&p),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &Overrides::default(),
+        )
+    }
+
+    const GOOD: &str = r#"
+admin_token = "admin-secret"
+[[check]]
+name = "blue"
+kind = "service"
+color = "blue"
+period = "5s"
+grace = "5s"
+token = "svc-secret"
+[[check]]
+name = "nightly-backup"
+kind = "heartbeat"
+uuid = "5F0C8A56-1B2C-4D3E-8F90-0123456789AB"
+schedule = "0 3 * * *"
+timezone = "Europe/Madrid"
+grace = "30m"
+[[check]]
+name = "checker"
+kind = "reporter"
+period = "5s"
+grace = "10s"
+token = "rep-secret"
+"#;
+
+    #[test]
+    fn the_contract_example_loads_with_defaults() {
+        let s = load_str(GOOD, &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8700");
+        assert_eq!(s.database, "/var/lib/bgw/watchdog.db");
+        assert_eq!(s.log_dir, PathBuf::from("/var/log/challenge"));
+        assert_eq!(s.checks.len(), 3);
+        assert_eq!(
+            s.checks[1].kind,
+            CheckKind::Heartbeat {
+                uuid: "5f0c8a56-1b2c-4d3e-8f90-0123456789ab".into()
+            }
+        );
+        assert!(s.checks[0].token_matches("svc-secret"));
+        assert!(!s.checks[0].token_matches("svc-secreT"));
+    }
+
+    #[test]
+    fn env_wins_over_file_and_flags_win_over_env() {
+        let s = load_str(
+            GOOD,
+            &[("BGW_LISTEN", "127.0.0.1:9000"), ("BGW_LOG_DIR", "/tmp/x")],
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.log_dir, PathBuf::from("/tmp/x"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(&p, GOOD).unwrap();
+        let s = load_from(
+            Some(&p),
+            [("BGW_LISTEN".to_string(), "127.0.0.1:9000".to_string())],
+            &Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9100);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("listen = \"nowhere\"", "`listen`"),
+            ("[[check]]\nname = \"a\"\nkind = \"service\"\nperiod = \"5x\"\ntoken = \"t\"", "check"),
+            ("[[check]]\nname = \"a\"\nkind = \"service\"\nperiod = \"5s\"", "`check[0].token`"),
+            ("[[check]]\nname = \"a b\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"t\"", "`check[0].name`"),
+            ("[[check]]\nname = \"a\"\nkind = \"cron\"\nperiod = \"5s\"", "`check[0].kind`"),
+            ("[[check]]\nname = \"a\"\nkind = \"heartbeat\"\nuuid = \"nope\"\nperiod = \"5s\"", "`check[0].uuid`"),
+            ("[[check]]\nname = \"a\"\nkind = \"heartbeat\"\nuuid = \"5f0c8a56-1b2c-4d3e-8f90-0123456789ab\"\nschedule = \"99 * * * *\"", "`check[0].schedule`"),
+            ("[[check]]\nname = \"a\"\nkind = \"heartbeat\"\nuuid = \"5f0c8a56-1b2c-4d3e-8f90-0123456789ab\"\nschedule = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"", "`check[0].schedule`"),
+            ("bogus = 1", "bogus"),
+        ];
+        for (toml, needle) in cases {
+            let e = load_str(toml, &[]).unwrap_err().to_string();
+            assert!(
+                e.contains(needle),
+                "{toml:?} gave {e:?}, expected {needle:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let t = "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"t\"\n"
+            .repeat(2);
+        let e = load_str(&t, &[]).unwrap_err().to_string();
+        assert!(e.contains("duplicate check name"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_show_secrets() {
+        let e = load_str("admin_token = \"hunter2\"\nadmin_token_file = \"/x\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
