@@ -7,7 +7,8 @@
 //! stored on disk after every change, so a restart neither repeats a DOWN nor
 //! forgets one.
 
-use bgw_wire::format_duration;
+use bgw_notify::{Kind, Notification};
+use bgw_wire::{format_duration, HumanDuration};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -47,53 +48,35 @@ impl WatchState {
     }
 }
 
-/// What the prober must tell its channels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Alert {
-    /// `[bgw] DOWN watchdog`.
-    Down {
-        event_id: i64,
-        at: DateTime<Utc>,
-        /// `watchdog silent for 31s: connection refused`.
-        reason: String,
-    },
-    /// `[bgw] UP watchdog`.
-    Up {
-        event_id: i64,
-        at: DateTime<Utc>,
-        reason: String,
-        /// From the last answer before the silence to this answer.
-        down_for: Duration,
-    },
-}
-
 /// One observation of the watchdog at `now`: it `answered`, or not, with
 /// `error` saying how it failed (`connection refused`). Returns the next
-/// state and the alert to send, if any (at most one DOWN per outage, and an
-/// UP only after a DOWN).
+/// state and the notification to send, if any: at most one DOWN per outage
+/// (dated when the silence crossed `silence_after`), and an UP only after a
+/// DOWN (with how long the watchdog was silent).
 pub fn observe(
     state: &WatchState,
     answered: bool,
     error: Option<&str>,
     now: DateTime<Utc>,
     silence_after: Duration,
-) -> (WatchState, Option<Alert>) {
+) -> (WatchState, Option<Notification>) {
     if answered {
         let next = WatchState {
             last_answer: now.max(state.last_answer),
             outage: None,
         };
-        let alert = state.outage.as_ref().map(|_| {
-            let down_for = (now - state.last_answer).to_std().unwrap_or_default();
-            Alert::Up {
-                event_id: event_id(now, state.outage.as_ref().map(|o| o.event_id)),
-                at: now,
-                reason: format!(
+        let alert = state.outage.as_ref().map(|outage| {
+            let down_for = whole_seconds((now - state.last_answer).to_std().unwrap_or_default());
+            notification(
+                Kind::Up,
+                event_id(now, Some(outage.event_id)),
+                now,
+                format!(
                     "watchdog answering again after {} of silence",
-                    format_duration(whole_seconds(down_for))
+                    format_duration(down_for)
                 ),
-                down_for: whole_seconds(down_for),
-            }
+                Some(down_for),
+            )
         });
         return (next, alert);
     }
@@ -115,14 +98,35 @@ pub fn observe(
             event_id: id,
         }),
     };
-    (
-        next,
-        Some(Alert::Down {
-            event_id: id,
-            at,
-            reason,
-        }),
-    )
+    (next, Some(notification(Kind::Down, id, at, reason, None)))
+}
+
+/// `[bgw] DOWN watchdog` / `[bgw] UP watchdog`, from the prober.
+fn notification(
+    kind: Kind,
+    event_id: i64,
+    at: DateTime<Utc>,
+    reason: String,
+    down_for: Option<Duration>,
+) -> Notification {
+    Notification {
+        event_id,
+        kind,
+        check: "watchdog".into(),
+        color: None,
+        state: match kind {
+            Kind::Up => "up".into(),
+            _ => "down".into(),
+        },
+        reason,
+        at,
+        down_for: down_for.map(HumanDuration),
+        live: None,
+        from: None,
+        to: None,
+        members: Vec::new(),
+        source: "prober".into(),
+    }
 }
 
 /// Event ids are the event's time in milliseconds: unique across restarts
@@ -155,7 +159,7 @@ mod tests {
     }
 
     /// Feeds (time, answered) observations; returns the final state and the alerts.
-    fn run(start: WatchState, steps: &[(i64, bool)]) -> (WatchState, Vec<Alert>) {
+    fn run(start: WatchState, steps: &[(i64, bool)]) -> (WatchState, Vec<Notification>) {
         let mut state = start;
         let mut alerts = Vec::new();
         for &(secs, answered) in steps {
@@ -196,20 +200,16 @@ mod tests {
         let steps: Vec<(i64, bool)> = (1..=40).map(|i| (i * 5, false)).collect();
         let (state, alerts) = run(WatchState::new(t(0)), &steps);
         assert_eq!(alerts.len(), 1, "{alerts:?}");
-        let Alert::Down {
-            at,
-            reason,
-            event_id,
-        } = &alerts[0]
-        else {
-            panic!("expected DOWN, got {alerts:?}");
-        };
-        assert_eq!(
-            *at,
-            t(30),
-            "the DOWN is dated when the silence crossed the limit"
-        );
-        assert_eq!(reason, "watchdog silent for 30s: connection refused");
+        let n = &alerts[0];
+        assert_eq!(n.kind, Kind::Down);
+        assert_eq!(n.subject(), "[bgw] DOWN watchdog");
+        assert_eq!(n.at, t(30), "dated when the silence crossed the limit");
+        assert_eq!(n.reason, "watchdog silent for 30s: connection refused");
+        assert_eq!(n.check, "watchdog");
+        assert_eq!(n.state, "down");
+        assert_eq!(n.source, "prober");
+        assert_eq!((n.color, n.down_for), (None, None));
+        let event_id = &n.event_id;
         assert_eq!(*event_id, t(30).timestamp_millis());
         assert_eq!(
             state.outage,
@@ -224,11 +224,11 @@ mod tests {
     #[test]
     fn a_late_observation_names_the_real_silence() {
         let (_, alerts) = run(WatchState::new(t(0)), &[(31, false)]);
-        let Alert::Down { reason, at, .. } = &alerts[0] else {
-            panic!()
-        };
-        assert_eq!(reason, "watchdog silent for 31s: connection refused");
-        assert_eq!(*at, t(30));
+        assert_eq!(
+            alerts[0].reason,
+            "watchdog silent for 31s: connection refused"
+        );
+        assert_eq!(alerts[0].at, t(30));
     }
 
     #[test]
@@ -238,19 +238,14 @@ mod tests {
             &[(30, false), (60, false), (75, true), (80, true), (85, true)],
         );
         assert_eq!(alerts.len(), 2);
-        let Alert::Up {
-            at,
-            down_for,
-            reason,
-            event_id,
-        } = &alerts[1]
-        else {
-            panic!("expected UP, got {alerts:?}");
-        };
-        assert_eq!(*at, t(75));
-        assert_eq!(*down_for, Duration::from_secs(75));
-        assert_eq!(reason, "watchdog answering again after 1m15s of silence");
-        assert_eq!(*event_id, t(75).timestamp_millis());
+        let n = &alerts[1];
+        assert_eq!(n.kind, Kind::Up);
+        assert_eq!(n.subject(), "[bgw] UP watchdog");
+        assert_eq!(n.state, "up");
+        assert_eq!(n.at, t(75));
+        assert_eq!(n.down_for, Some(HumanDuration(Duration::from_secs(75))));
+        assert_eq!(n.reason, "watchdog answering again after 1m15s of silence");
+        assert_eq!(n.event_id, t(75).timestamp_millis());
         assert_eq!(state.outage, None);
         assert_eq!(state.last_answer, t(85));
     }
@@ -267,14 +262,8 @@ mod tests {
                 (100, true),
             ],
         );
-        let kinds: Vec<&str> = alerts
-            .iter()
-            .map(|a| match a {
-                Alert::Down { .. } => "down",
-                Alert::Up { .. } => "up",
-            })
-            .collect();
-        assert_eq!(kinds, vec!["down", "up", "down", "up"]);
+        let kinds: Vec<Kind> = alerts.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, vec![Kind::Down, Kind::Up, Kind::Down, Kind::Up]);
     }
 
     #[test]
@@ -287,7 +276,7 @@ mod tests {
         assert_eq!(restored, saved);
         let (_, alerts) = run(restored, &[(300, false), (600, false), (610, true)]);
         assert_eq!(alerts.len(), 1);
-        assert!(matches!(alerts[0], Alert::Up { .. }));
+        assert_eq!(alerts[0].kind, Kind::Up);
     }
 
     #[test]
@@ -299,10 +288,7 @@ mod tests {
     #[test]
     fn without_an_error_the_reason_says_no_answer() {
         let (_, alert) = observe(&WatchState::new(t(0)), false, None, t(30), SILENCE);
-        let Some(Alert::Down { reason, .. }) = alert else {
-            panic!()
-        };
-        assert_eq!(reason, "watchdog silent for 30s: no answer");
+        assert_eq!(alert.unwrap().reason, "watchdog silent for 30s: no answer");
     }
 
     #[test]
