@@ -1,4 +1,10 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
-fn main() {
-    println!("bench: nothing measured yet");
+
+#[path = "bench/prober.rs"]
+mod prober;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    prober::run().await?;
+    Ok(())
 }
