@@ -5,8 +5,8 @@
 //! process; the real `bgw-prober` binary probes it every `interval` and
 //! alerts a local Slack receiver. Each trial stops the watchdog (the port
 //! then refuses connections) and measures until the DOWN arrives, then
-//! brings the watchdog back and waits for the UP. Target: `silence_after`
-//! + 1 s at most. The prober counts silence from the last answer, which is
+//! brings the watchdog back and waits for the UP. Target: at most
+//! `silence_after` plus 1 s. The prober counts silence from the last answer, which is
 //! up to one `interval` before the kill, so a delay a little under
 //! `silence_after` is expected.
 
