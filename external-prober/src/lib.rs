@@ -72,7 +72,9 @@ impl Durable {
     pub fn open(state_dir: &Path) -> std::io::Result<Durable> {
         std::fs::create_dir_all(state_dir)?;
         let outbox = Outbox::open(state_dir.join("outbox"))?;
-        outbox::write_atomic(&state_dir.join(".writable"), b"ok")?;
+        let probe = state_dir.join(".writable");
+        outbox::write_atomic(&probe, b"ok")?;
+        std::fs::remove_file(&probe)?;
         Ok(Durable {
             state: StateFile::new(state_dir),
             outbox,
@@ -289,8 +291,12 @@ pub async fn run(
 
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<round::Outcome>(1);
-    let mut round_running = false;
+    // Rounds overlap, so a watchdog that hangs until `timeout` does not
+    // delay the reports of the public endpoint (nor the silence deadline).
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(u64, round::Outcome)>(8);
+    let mut rounds = JoinSet::new();
+    let mut started = 0u64;
+    let mut last_sent = 0u64;
     let mut last_error: Option<String> = None;
     let mut accepted_open = true;
     tokio::pin!(shutdown);
@@ -301,16 +307,15 @@ pub async fn run(
             .unwrap_or(Duration::from_secs(86_400));
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick(), if !round_running => {
-                round_running = true;
-                let round = round.clone();
-                let tx = done_tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(round.run().await).await;
+            _ = ticker.tick() => {
+                started += 1;
+                let (seq, round, tx) = (started, round.clone(), done_tx.clone());
+                rounds.spawn(async move {
+                    let _ = tx.send((seq, round.run().await)).await;
                 });
             }
-            Some(outcome) = done_rx.recv() => {
-                round_running = false;
+            Some(_) = rounds.join_next() => {}
+            Some((seq, outcome)) = done_rx.recv() => {
                 for r in &outcome.results {
                     let line = seed_line(r, settings.threshold);
                     if r.ok {
@@ -319,11 +324,14 @@ pub async fn run(
                         tracing::warn!(target: "bgw_prober::probe", "{line}");
                     }
                 }
-                reports.submit(Report {
-                    observer: settings.observer.clone(),
-                    results: outcome.results,
-                });
-                last_error = outcome.watchdog_error.clone();
+                if seq > last_sent {
+                    last_sent = seq;
+                    reports.submit(Report {
+                        observer: settings.observer.clone(),
+                        results: outcome.results,
+                    });
+                    last_error = outcome.watchdog_error.clone();
+                }
                 alerter.observe(outcome.watchdog_answered, last_error.as_deref(), Utc::now());
             }
             changed = accepted.changed(), if accepted_open => {
@@ -344,6 +352,7 @@ pub async fn run(
             }
         }
     }
+    rounds.abort_all();
     reports.stop();
     alerter.deliveries.abort_all();
     tracing::info!("bgw-prober stopped");
