@@ -2,3 +2,4 @@
 //! the real binaries, nginx, an SMTP server and a Slack receiver on loopback.
 pub mod slack;
 pub mod smtp;
+pub mod nginx;

@@ -5,10 +5,13 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod logfile;
 pub mod metrics;
 pub mod monitor;
+pub mod proxy;
 pub mod reports;
+pub mod rollback;
 pub mod schedule;
 pub mod state;
 pub mod store;

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
-    version,
+    // No automatic --version: `--version` is the version the app plays.
+    disable_version_flag = true,
     about = "Test app for bgw: answers /ping, can be told to fail, stall or crash"
 )]
 struct Args {

@@ -1,0 +1,19 @@
+//! Blue/green switching through nginx: the `[proxy]` settings, the pure
+//! config renderer, the live file, the command runner and the [`Switcher`]
+//! that puts them together in the order the contract fixes (render, write,
+//! `nginx -t`, live file, reload, verify through the proxy).
+//!
+//! Everything here is an effect at the edge except [`render_with`], which is
+//! a pure function of the settings, the template text and the live color.
+
+mod command;
+mod live;
+mod render;
+mod settings;
+mod switch;
+
+pub use command::{expand, run_command, CommandOutcome, OUTPUT_LIMIT};
+pub use live::{read_live, restore_file, write_atomic, write_live, LiveState};
+pub use render::{render, render_with, RenderError, BUILTIN};
+pub use settings::{ProxyConfigError, ProxySettings, Upstream};
+pub use switch::{Step, SwitchError, SwitchReport, Switcher};

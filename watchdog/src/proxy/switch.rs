@@ -1,0 +1,328 @@
+//! One blue/green switch, in the contract's order, serialized by a lock:
+//!
+//! 1. render the config for the new live color;
+//! 2. write it atomically (the previous bytes are kept in memory);
+//! 3. run `test_cmd`; on failure put the previous config back and stop:
+//!    the live file is not touched;
+//! 4. write the live file; on failure put the previous config back;
+//! 5. run `reload_cmd`; on failure put the previous config and live file
+//!    back and run `reload_cmd` again, so nginx serves what it served;
+//! 6. verify through the proxy: poll the live port until `X-Bgw-Color`
+//!    names the new color (nginx reloads asynchronously).
+//!
+//! A failed verification is an error but the new config stays: nginx
+//! accepted it and reloaded, so the old one is no safer than the new one,
+//! and the files must keep telling the truth about what nginx was told to
+//! serve. The caller alerts; the checker keeps watching the live port.
+
+use super::command::{run_command, CommandOutcome};
+use super::live::{read_live, read_optional, restore_file, write_atomic, write_live, LiveState};
+use super::render::{render, RenderError};
+use super::settings::{ProxyConfigError, ProxySettings};
+use bgw_wire::{Color, COLOR_HEADER};
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// The step of a switch, for events and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Render,
+    Write,
+    Test,
+    LiveFile,
+    Reload,
+    Verify,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Render => "render",
+            Step::Write => "write",
+            Step::Test => "test",
+            Step::LiveFile => "live_file",
+            Step::Reload => "reload",
+            Step::Verify => "verify",
+        })
+    }
+}
+
+/// Why a switch failed, by step, with the captured command output. Every
+/// variant except `Verify` means the previous config and live file are in
+/// place again (a restore that itself failed is reported in `restore`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SwitchError {
+    #[error("switch to {to} failed at render: {error}")]
+    Render { to: Color, error: RenderError },
+    #[error("switch to {to} failed at write: cannot write {}: {error}", path.display())]
+    Write {
+        to: Color,
+        path: PathBuf,
+        error: String,
+    },
+    #[error("switch to {to} failed at test: {}; previous config restored{}", outcome.summary(), restore_note(restore))]
+    Test {
+        to: Color,
+        outcome: CommandOutcome,
+        restore: Option<String>,
+    },
+    #[error("switch to {to} failed at live_file: cannot write {}: {error}; previous config restored{}", path.display(), restore_note(restore))]
+    LiveFile {
+        to: Color,
+        path: PathBuf,
+        error: String,
+        restore: Option<String>,
+    },
+    #[error("switch to {to} failed at reload: {}; previous config and live file restored{}", outcome.summary(), restore_note(restore))]
+    Reload {
+        to: Color,
+        outcome: CommandOutcome,
+        /// The reload run after restoring, to make nginx serve the old config.
+        reload_back: Option<CommandOutcome>,
+        restore: Option<String>,
+    },
+    #[error("switch to {to} failed at verify: {url} still answered {seen} after {}; nginx accepted the new config, which stays", bgw_wire::format_duration(*waited))]
+    Verify {
+        to: Color,
+        url: String,
+        seen: String,
+        waited: Duration,
+        reload: CommandOutcome,
+    },
+}
+
+fn restore_note(restore: &Option<String>) -> String {
+    match restore {
+        None => String::new(),
+        Some(e) => format!(" (BUT restoring failed: {e})"),
+    }
+}
+
+impl SwitchError {
+    pub fn step(&self) -> Step {
+        match self {
+            SwitchError::Render { .. } => Step::Render,
+            SwitchError::Write { .. } => Step::Write,
+            SwitchError::Test { .. } => Step::Test,
+            SwitchError::LiveFile { .. } => Step::LiveFile,
+            SwitchError::Reload { .. } => Step::Reload,
+            SwitchError::Verify { .. } => Step::Verify,
+        }
+    }
+
+    /// The output of the command that failed, for the event.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            SwitchError::Test { outcome, .. } | SwitchError::Reload { outcome, .. } => {
+                Some(&outcome.output)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a successful switch did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SwitchReport {
+    /// The live color before (`None` when the live file was missing or invalid).
+    pub from: Option<Color>,
+    pub to: Color,
+    pub reason: String,
+    pub started: DateTime<Utc>,
+    pub test: CommandOutcome,
+    pub reload: CommandOutcome,
+    /// From the start to nginx answering from the new color.
+    pub total: Duration,
+    /// From the reload command's end to the first answer from the new color.
+    pub verify: Duration,
+    pub verify_attempts: u32,
+}
+
+/// Switches the live color; at most one switch (or deploy holding
+/// [`Switcher::lock`]) runs at a time.
+pub struct Switcher {
+    settings: ProxySettings,
+    lock: Mutex<()>,
+    http: reqwest::Client,
+}
+
+impl Switcher {
+    /// Validates `settings` (see [`ProxySettings::validate`]).
+    pub fn new(settings: ProxySettings) -> Result<Switcher, ProxyConfigError> {
+        settings.validate()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            // New connection per attempt: an old worker's keep-alive
+            // connection would keep answering from the old color.
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("a plain HTTP client builds");
+        Ok(Switcher {
+            settings,
+            lock: Mutex::new(()),
+            http,
+        })
+    }
+
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
+    /// What the live file says now.
+    pub fn live(&self) -> LiveState {
+        read_live(&self.settings.live_file)
+    }
+
+    /// Takes the switch lock, so a deploy can check the live color and run
+    /// without a switch changing it underneath.
+    pub async fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    /// Makes `to` the live color. Switching to the color that is already
+    /// live re-renders and reloads (it repairs a hand-edited config).
+    pub async fn switch(&self, to: Color, reason: &str) -> Result<SwitchReport, SwitchError> {
+        let _guard = self.lock.lock().await;
+        let s = &self.settings;
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let from = read_live(&s.live_file).color();
+        tracing::info!(from = ?from, %to, reason, "switch: starting");
+
+        let config = render(s, to).map_err(|error| SwitchError::Render { to, error })?;
+        let conf = s.nginx_conf.clone();
+        let write_err = |path: &PathBuf, e: std::io::Error| SwitchError::Write {
+            to,
+            path: path.clone(),
+            error: e.to_string(),
+        };
+        let previous_conf = read_optional(&conf).map_err(|e| write_err(&conf, e))?;
+        let previous_live = read_optional(&s.live_file).map_err(|e| SwitchError::LiveFile {
+            to,
+            path: s.live_file.clone(),
+            error: e.to_string(),
+            restore: None,
+        })?;
+        write_atomic(&conf, config.as_bytes()).map_err(|e| write_err(&conf, e))?;
+
+        let conf_arg = conf.display().to_string();
+        let vars = [
+            ("conf", conf_arg.as_str()),
+            ("live", to.as_str()),
+            ("idle", to.other().as_str()),
+        ];
+        let timeout = s.command_timeout.0;
+        let test = run_command(&s.test_cmd, &vars, timeout).await;
+        if !test.ok {
+            let restore = restore_file(&conf, &previous_conf)
+                .err()
+                .map(|e| e.to_string());
+            tracing::warn!(%to, test = %test.summary(), "switch: config test failed, previous config restored");
+            return Err(SwitchError::Test {
+                to,
+                outcome: test,
+                restore,
+            });
+        }
+
+        if let Err(e) = write_live(&s.live_file, to) {
+            let restore = restore_file(&conf, &previous_conf)
+                .err()
+                .map(|e| e.to_string());
+            return Err(SwitchError::LiveFile {
+                to,
+                path: s.live_file.clone(),
+                error: e.to_string(),
+                restore,
+            });
+        }
+
+        let reload = run_command(&s.reload_cmd, &vars, timeout).await;
+        if !reload.ok {
+            let mut problems = Vec::new();
+            if let Err(e) = restore_file(&conf, &previous_conf) {
+                problems.push(format!("config: {e}"));
+            }
+            if let Err(e) = restore_file(&s.live_file, &previous_live) {
+                problems.push(format!("live file: {e}"));
+            }
+            let reload_back = match &previous_conf {
+                Some(_) => Some(run_command(&s.reload_cmd, &vars, timeout).await),
+                None => None,
+            };
+            tracing::warn!(%to, reload = %reload.summary(), "switch: reload failed, previous config and live file restored");
+            return Err(SwitchError::Reload {
+                to,
+                outcome: reload,
+                reload_back,
+                restore: (!problems.is_empty()).then(|| problems.join("; ")),
+            });
+        }
+
+        let reloaded = Instant::now();
+        let (attempts, verified) = self.verify(to).await;
+        if let Err((url, seen)) = verified {
+            tracing::warn!(%to, %url, %seen, "switch: live port does not answer from the new color");
+            return Err(SwitchError::Verify {
+                to,
+                url,
+                seen,
+                waited: reloaded.elapsed(),
+                reload,
+            });
+        }
+        let report = SwitchReport {
+            from,
+            to,
+            reason: reason.to_string(),
+            started: started_at,
+            test,
+            reload,
+            total: started.elapsed(),
+            verify: reloaded.elapsed(),
+            verify_attempts: attempts,
+        };
+        tracing::info!(from = ?from, %to, total_ms = report.total.as_millis() as u64, "switch: done");
+        Ok(report)
+    }
+
+    /// Polls the live port until it answers from `to`; `Err((url, what it
+    /// saw last))` when the verify timeout passes first.
+    async fn verify(&self, to: Color) -> (u32, Result<(), (String, String)>) {
+        let url = self.settings.verify_url();
+        let limit = self.settings.verify_timeout.0;
+        if limit.is_zero() {
+            return (0, Ok(()));
+        }
+        let deadline = Instant::now() + limit;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let seen = match self.http.get(&url).send().await {
+                Ok(resp) => {
+                    let color = resp
+                        .headers()
+                        .get(COLOR_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    if color.as_deref() == Some(to.as_str()) {
+                        return (attempts, Ok(()));
+                    }
+                    match color {
+                        Some(c) => format!("{COLOR_HEADER}: {c} ({})", resp.status()),
+                        None => format!("no {COLOR_HEADER} header ({})", resp.status()),
+                    }
+                }
+                Err(e) => format!("an error: {e}"),
+            };
+            if Instant::now() >= deadline {
+                return (attempts, Err((url, seen)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
