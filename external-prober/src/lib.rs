@@ -22,7 +22,7 @@ use bgw_checker::delivery::{join, Delivery, Endpoint};
 use bgw_checker::probe::HttpProber;
 use bgw_checker::round::seed_line;
 use bgw_notify::{Channel, Kind, Notification, SendError};
-use bgw_wire::Report;
+use bgw_wire::{Color, Report, Target};
 use chrono::{DateTime, Utc};
 use deliver::{Failure, Sink};
 use outage::{observe, WatchState};
@@ -211,9 +211,17 @@ impl Alerter {
         });
     }
 
-    /// Feeds one observation to [`observe`] and acts on the result.
-    fn observe(&mut self, answered: bool, error: Option<&str>, now: DateTime<Utc>) {
+    /// Feeds one observation to [`observe`] and acts on the result. `live`
+    /// is the color that last served the public URL, named in the alert.
+    fn observe(
+        &mut self,
+        answered: bool,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+        live: Option<Color>,
+    ) {
         let (next, notification) = observe(&self.watch, answered, error, now, self.silence_after);
+        let notification = notification.map(|n| Notification { live, ..n });
         let changed = next != self.watch;
         self.watch = next;
         let Some(n) = notification else {
@@ -299,6 +307,7 @@ pub async fn run(
     let mut last_sent = 0u64;
     let mut last_error: Option<String> = None;
     let mut accepted_open = true;
+    let mut live: Option<Color> = None;
     tokio::pin!(shutdown);
     loop {
         // Far away when no DOWN can be due (one is raised already).
@@ -326,22 +335,25 @@ pub async fn run(
                 }
                 if seq > last_sent {
                     last_sent = seq;
+                    if let Some(public) = outcome.results.iter().find(|r| r.target == Target::Public) {
+                        live = public.color.or(live);
+                    }
                     reports.submit(Report {
                         observer: settings.observer.clone(),
                         results: outcome.results,
                     });
                     last_error = outcome.watchdog_error.clone();
                 }
-                alerter.observe(outcome.watchdog_answered, last_error.as_deref(), Utc::now());
+                alerter.observe(outcome.watchdog_answered, last_error.as_deref(), Utc::now(), live);
             }
             changed = accepted.changed(), if accepted_open => {
                 match changed {
-                    Ok(()) => alerter.observe(true, None, Utc::now()),
+                    Ok(()) => alerter.observe(true, None, Utc::now(), live),
                     Err(_) => accepted_open = false,
                 }
             }
             _ = tokio::time::sleep(wait) => {
-                alerter.observe(false, last_error.as_deref(), Utc::now());
+                alerter.observe(false, last_error.as_deref(), Utc::now(), live);
             }
             Some(joined) = alerter.deliveries.join_next() => {
                 if let Err(e) = joined {

@@ -145,6 +145,8 @@ async fn a_silent_watchdog_raises_one_down_and_its_return_one_up_on_slack_and_em
     let mail = &s.smtp.messages()[0];
     let body = mail.text.clone().unwrap_or_default();
     assert!(body.contains("connection refused"), "{body}");
+    // The live color, as the public endpoint last said (X-Bgw-Color: blue).
+    assert!(body.contains("Live color: blue"), "{body}");
 
     // Still silent: no second DOWN.
     tokio::time::sleep(SILENCE * 2).await;
