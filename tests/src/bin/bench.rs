@@ -8,6 +8,8 @@
 mod agent;
 #[path = "bench/notify.rs"]
 mod notify;
+#[path = "bench/prober.rs"]
+mod prober;
 #[path = "bench/switch.rs"]
 mod switch;
 
@@ -20,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("agent") {
         agent::run().await?;
+    }
+    if wants("prober") {
+        prober::run().await?;
     }
     if wants("switch") {
         switch::run().await?;
