@@ -131,20 +131,30 @@ MODES:
                code. SIGHUP, SIGUSR1 and SIGUSR2 are forwarded as they come.
 
 CONFIGURATION (flags win over environment, environment over the file):
-    key           flag             environment        default
-    watchdog_url  --watchdog-url   BGW_WATCHDOG_URL   (required) e.g. http://10.0.0.5:8700
-    check         --check          BGW_CHECK          (required) the watchdog's service check, e.g. blue
-    token         --token          BGW_TOKEN          (required, or token_file) the check's bearer token
-    token_file    --token-file     BGW_TOKEN_FILE     file holding the token (e.g. a swarm secret)
-    color         --color          BGW_COLOR          blue or green (optional; sent with each heartbeat)
-    version       --app-version    BGW_VERSION        the app's version (optional; sent with each heartbeat)
-    instance      --instance       BGW_INSTANCE       this instance's name; default: /etc/hostname or $HOSTNAME
-    interval      --interval       BGW_INTERVAL       5s    time between heartbeats (500ms, 5s, 1m...)
-    app_url       --app-url        BGW_APP_URL        http://127.0.0.1:3000/ping   probed before each heartbeat
-    timeout       --timeout        BGW_TIMEOUT        2s    probe timeout
-    log_format    --log-format     BGW_LOG_FORMAT     text  text or json (logs go to stderr)
+    watchdog_url   --watchdog-url   BGW_WATCHDOG_URL   required
+        The watchdog's base URL, e.g. http://10.0.0.5:8700.
+    check          --check          BGW_CHECK          required
+        The watchdog's `service` check this instance belongs to, e.g. blue.
+    token          --token          BGW_TOKEN          required, or token_file
+        The check's bearer token. Never logged.
+    token_file     --token-file     BGW_TOKEN_FILE
+        A file holding the token (e.g. /run/secrets/bgw_blue); not with token.
+    color          --color          BGW_COLOR          optional
+        blue or green; sent with every heartbeat.
+    version        --app-version    BGW_VERSION        optional
+        The app's version; sent with every heartbeat.
+    instance       --instance       BGW_INSTANCE       default: the hostname
+        This instance's name (/etc/hostname, else $HOSTNAME).
+    interval       --interval       BGW_INTERVAL       default: 5s
+        Time between heartbeats: 500ms, 5s, 1m...
+    app_url        --app-url        BGW_APP_URL        default: http://127.0.0.1:3000/ping
+        Probed (GET) before each heartbeat; 2xx is ok.
+    timeout        --timeout        BGW_TIMEOUT        default: 2s
+        Probe timeout.
+    log_format     --log-format     BGW_LOG_FORMAT     default: text
+        text or json; logs go to stderr.
 
-    --config FILE   a TOML file with the keys above, e.g.
+    --config FILE   a TOML file with the keys above (or BGW_CONFIG=FILE), e.g.
                         watchdog_url = \"http://10.0.0.5:8700\"
                         check = \"blue\"
                         token_file = \"/run/secrets/bgw_blue\"

@@ -154,26 +154,8 @@ impl Agent {
         let deadline = Instant::now() + budget;
         let heartbeat = self.heartbeat(status, detail, seq);
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+        let mut reason = "no answer in time".to_string();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let reason = if left.is_zero() {
-                "no answer in time".to_string()
-            } else {
-                match self.sender.send(&heartbeat, left).await {
-                    Delivery::Accepted => return,
-                    Delivery::Rejected {
-                        status: code,
-                        error,
-                    } => {
-                        log::error(format!(
-                            "watchdog rejected `{}` with {code}: {error}",
-                            status.as_str()
-                        ));
-                        return;
-                    }
-                    Delivery::Unreachable(reason) => reason,
-                }
-            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 log::warn(format!(
@@ -183,6 +165,21 @@ impl Agent {
                 ));
                 return;
             }
+            match self.sender.send(&heartbeat, left).await {
+                Delivery::Accepted => return,
+                Delivery::Rejected {
+                    status: code,
+                    error,
+                } => {
+                    log::error(format!(
+                        "watchdog rejected `{}` with {code}: {error}",
+                        status.as_str()
+                    ));
+                    return;
+                }
+                Delivery::Unreachable(why) => reason = why,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(backoff.next_delay().min(left)).await;
         }
     }

@@ -71,11 +71,14 @@ fn key_error(key: &str, msg: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("key `{key}`: {msg}"))
 }
 
-/// Loads the file (if any), the process environment and the flags.
+/// Loads the file (`--config`, else `BGW_CONFIG`, else none), the process
+/// environment and the flags.
 pub fn load(
     config: Option<&Path>,
     flags: &[(&'static str, String)],
 ) -> Result<Settings, ConfigError> {
+    let from_env = std::env::var_os("BGW_CONFIG").map(std::path::PathBuf::from);
+    let config = config.or(from_env.as_deref());
     let file = layered::load_file(config).map_err(|e| ConfigError(e.to_string()))?;
     let raw = layer(file, std::env::vars(), flags)?;
     validate(&raw, hostname, |p| std::fs::read_to_string(p))

@@ -294,6 +294,42 @@ async fn a_wrong_token_is_logged_once_and_never_printed() {
 }
 
 #[tokio::test]
+async fn the_config_file_and_token_file_are_read_and_flags_and_env_override_them() {
+    let watchdog = FakeWatchdog::start().await;
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "watchdog_url = \"{}\"\ncheck = \"from-file\"\ntoken_file = \"{}\"\n\
+             app_url = \"{}\"\ninterval = \"30s\"\ninstance = \"from-file\"\n",
+            watchdog.url(),
+            token_file.display(),
+            app.ping_url()
+        ),
+    )
+    .unwrap();
+    let agent = agent(
+        &["--check", "blue"],
+        &[
+            ("BGW_CONFIG", file.to_str().unwrap()),
+            ("BGW_INSTANCE", "from-env"),
+            ("BGW_VERSION", "1.10"),
+        ],
+    );
+    let first = watchdog.wait_for("a heartbeat", |_| true).await.heartbeat;
+    assert_eq!(first.check, "blue", "the flag wins over the file");
+    assert_eq!(first.instance, "from-env", "env wins over the file");
+    assert_eq!(first.version.as_deref(), Some("1.10"));
+    assert_eq!(first.interval.unwrap().to_string(), "30s");
+    assert_eq!(first.status, HeartbeatStatus::Ok);
+    assert_no_token(&agent);
+}
+
+#[tokio::test]
 async fn bad_configuration_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("agent.toml");
