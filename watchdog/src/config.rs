@@ -278,9 +278,13 @@ pub fn load_from(
     overrides: &Overrides,
 ) -> Result<Settings, ConfigError> {
     let mut table = bgw_wire::settings::load_file(path).map_err(|e| ConfigError(e.to_string()))?;
-    bgw_wire::settings::overlay_env(&mut table, env, ENV_SECTIONS);
-    let mut raw: RawSettings =
-        bgw_wire::settings::deserialize(table).map_err(|e| ConfigError(e.to_string()))?;
+    let from_env = bgw_wire::settings::overlay_env(&mut table, env, ENV_SECTIONS);
+    let (mut raw, ignored): (RawSettings, _) =
+        bgw_wire::settings::deserialize_ignoring_foreign_env(table, &from_env)
+            .map_err(|e| ConfigError(e.to_string()))?;
+    for var in ignored {
+        tracing::debug!(variable = %var, "ignoring an environment variable that is not a bgw-watchdog setting");
+    }
     if let Some(v) = &overrides.listen {
         raw.listen = v.clone();
     }

@@ -40,11 +40,15 @@ pub fn load_file(path: Option<&Path>) -> Result<toml::Table, SettingsError> {
 /// dotted section names the binary knows (`"proxy"`, `"notify.slack"`); the
 /// longest matching section wins, so `BGW_NOTIFY_SLACK_WEBHOOK_URL` sets
 /// `notify.slack.webhook_url`, not `notify.slack_webhook_url`.
+///
+/// Returns the dotted keys it set (`proxy.live_file`), so that a caller can
+/// tell a variable meant for another bgw binary from a typo in the file.
 pub fn overlay_env(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
     sections: &[&str],
-) {
+) -> Vec<String> {
+    let mut set = Vec::new();
     let mut by_prefix: Vec<(String, &str)> = sections
         .iter()
         .map(|s| (format!("{}_", s.replace('.', "_")), *s))
@@ -69,7 +73,7 @@ pub fn overlay_env(
             continue;
         }
         let mut node = &mut *table;
-        for part in path {
+        for part in &path {
             let entry = node
                 .entry(part.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -79,7 +83,68 @@ pub fn overlay_env(
             node = entry.as_table_mut().expect("just made a table");
         }
         node.insert(key.to_string(), parse_env_value(&value));
+        set.push(if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", path.join("."))
+        });
     }
+    set
+}
+
+/// [`deserialize`], but a `BGW_*` variable that names no key of this binary
+/// (one meant for the agent or the checker, in a shared environment) is
+/// dropped instead of failing, and reported in the returned list. Unknown
+/// keys in the file are still errors.
+pub fn deserialize_ignoring_foreign_env<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    from_env: &[String],
+) -> Result<(T, Vec<String>), SettingsError> {
+    let mut ignored = Vec::new();
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table.clone())) {
+            Ok(v) => return Ok((v, ignored)),
+            Err(e) => {
+                let parent = e.path().to_string();
+                let message = e.into_inner().message().to_string();
+                let field = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|m| m.split('`').next())
+                    .map(str::to_string);
+                // The path names the unknown field itself (`proxy.path`).
+                let dotted = field.as_ref().map(|f| {
+                    if parent.is_empty() || parent == "." {
+                        f.clone()
+                    } else if parent == *f || parent.ends_with(&format!(".{f}")) {
+                        parent.clone()
+                    } else {
+                        format!("{parent}.{f}")
+                    }
+                });
+                match dotted {
+                    Some(d) if from_env.contains(&d) && remove_dotted(&mut table, &d) => {
+                        ignored.push(format!("BGW_{}", d.replace('.', "_").to_ascii_uppercase()));
+                    }
+                    _ => return deserialize(table).map(|v| (v, ignored)),
+                }
+            }
+        }
+    }
+}
+
+fn remove_dotted(table: &mut toml::Table, dotted: &str) -> bool {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut node = table;
+    for p in parts {
+        match node.get_mut(p).and_then(toml::Value::as_table_mut) {
+            Some(t) => node = t,
+            None => return false,
+        }
+    }
+    node.remove(last).is_some()
 }
 
 /// `5` → integer, `true` → bool, `["a"]` → array, anything else → string.
@@ -159,6 +224,44 @@ mod tests {
         assert_eq!(t["notify"]["repeat"].as_str(), Some("1h"));
         assert_eq!(t["notify"]["email"]["to"].as_array().unwrap().len(), 2);
         assert!(!t.contains_key("home"));
+    }
+
+    #[test]
+    fn foreign_env_variables_are_ignored_but_file_typos_are_not() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            listen: String,
+            #[serde(default)]
+            proxy: Option<P>,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct P {
+            live_file: String,
+        }
+        let mut t: toml::Table = "listen = \"a\"\n[proxy]\nlive_file = \"/x\"\n"
+            .parse()
+            .unwrap();
+        let set = overlay_env(
+            &mut t,
+            env(&[("BGW_TOKEN", "agent-secret"), ("BGW_PROXY_PATH", "/ping")]),
+            &["proxy"],
+        );
+        let (s, mut ignored): (S, Vec<String>) = deserialize_ignoring_foreign_env(t, &set).unwrap();
+        assert_eq!(s.listen, "a");
+        ignored.sort();
+        assert_eq!(
+            ignored,
+            vec!["BGW_PROXY_PATH".to_string(), "BGW_TOKEN".to_string()]
+        );
+        let t: toml::Table = "listen = \"a\"\nlisen = \"b\"\n".parse().unwrap();
+        let e = deserialize_ignoring_foreign_env::<S>(t, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]
