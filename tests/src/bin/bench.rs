@@ -6,6 +6,8 @@
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/alerts.rs"]
+mod alerts;
 #[path = "bench/notify.rs"]
 mod notify;
 #[path = "bench/prober.rs"]
@@ -21,6 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wants("watchdog") {
         watchdog::run().await?;
+    }
+    if wants("alerts") {
+        alerts::run().await?;
     }
     if wants("notify") {
         notify::run().await?;
