@@ -146,7 +146,8 @@ CONFIGURATION (flags win over environment, environment over the file):
     instance       --instance       BGW_INSTANCE       default: the hostname
         This instance's name (/etc/hostname, else $HOSTNAME).
     interval       --interval       BGW_INTERVAL       default: 5s
-        Time between heartbeats: 500ms, 5s, 1m...
+        Time between heartbeats: 500ms, 5s, 1m... (sent a tenth early, at most
+        1s, so they reach a watchdog whose period equals it in time).
     app_url        --app-url        BGW_APP_URL        default: http://127.0.0.1:3000/ping
         Probed (GET) before each heartbeat; 2xx is ok.
     timeout        --timeout        BGW_TIMEOUT        default: 2s

@@ -262,6 +262,19 @@ async fn an_agent_brings_its_service_up_and_kill_9_takes_it_down_after_period_pl
     assert_eq!(up["instances"][0]["instance"], "a1", "{up}");
     assert_eq!(up["instances"][0]["status"], "ok", "{up}");
 
+    // Heartbeats every 1 s against a 1 s period must not flap to `late`.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = w.events().await;
+    let first_up = events
+        .iter()
+        .position(|e| e["kind"] == "state" && e["to"] == "up")
+        .unwrap();
+    let flaps: Vec<_> = events[first_up..]
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .collect();
+    assert_eq!(flaps.len(), 1, "the service left `up`: {flaps:?}");
+
     agent.0.kill().unwrap(); // SIGKILL: no goodbye
     agent.0.wait().unwrap();
     let killed = Instant::now();
