@@ -39,7 +39,7 @@ pub async fn run() -> anyhow::Result<()> {
         None => sibling(&dir, "bgw-agent")?,
     };
     let testapp_bin = sibling(&dir, "bgw-testapp")?;
-    println!("== agent: footprint of bgw-agent at 1 heartbeat/s");
+    println!("== agent: footprint of bgw-agent with interval 1s (it sends every 0.9 s)");
     println!("   measured: {}", agent_bin.display());
     if let Some(target) = dir.parent() {
         for profile in ["release", "release-small"] {
