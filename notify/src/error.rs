@@ -182,7 +182,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     for part in out.split(": ") {
         if parts
             .last()
-            .map_or(true, |last| !last.eq_ignore_ascii_case(part))
+            .is_none_or(|last| !last.eq_ignore_ascii_case(part))
         {
             parts.push(part);
         }

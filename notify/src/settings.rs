@@ -201,7 +201,7 @@ pub(crate) fn parse_http_url(secret: &SecretString, key: &str) -> Result<url::Ur
             format!("scheme must be http or https, not {:?}", url.scheme()),
         ));
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::new(key, "the URL has no host"));
     }
     Ok(url)

@@ -365,7 +365,7 @@ fn validate_blocks(blocks: &Value, at: &str) -> Result<(), String> {
         if let Some(id) = b.get("block_id") {
             if id
                 .as_str()
-                .map_or(true, |s| s.is_empty() || s.chars().count() > 255)
+                .is_none_or(|s| s.is_empty() || s.chars().count() > 255)
             {
                 return Err(format!("{at}.block_id invalid"));
             }
@@ -425,10 +425,7 @@ fn validate_blocks(blocks: &Value, at: &str) -> Result<(), String> {
 
 fn image(e: &Value, at: &str) -> Result<(), String> {
     for key in ["image_url", "alt_text"] {
-        if e.get(key)
-            .and_then(Value::as_str)
-            .map_or(true, str::is_empty)
-        {
+        if e.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(format!("{at}.{key} missing"));
         }
     }

@@ -2,7 +2,7 @@
 //! what a switch changes, and that every failed step leaves nginx, its
 //! config and the live file as they were.
 
-use bgw_e2e::nginx::{served_by, wait_until, Fixture};
+use bgw_e2e::nginx::{served_by, Fixture};
 use bgw_watchdog::control;
 use bgw_watchdog::proxy::{self, LiveState, Step, SwitchError};
 use bgw_wire::Color;
@@ -18,12 +18,27 @@ async fn fixture() -> Fixture {
         .expect("start nginx and the test apps")
 }
 
+/// Waits (up to 10 s) until `port` answers from `color` five times in a
+/// row on new connections. Right after a reload an old worker that has not
+/// yet seen its shutdown signal may still accept a connection, so a single
+/// answer proves little either way.
 async fn assert_serves(port: u16, color: &str) {
-    wait_until(Duration::from_secs(10), || async {
-        served_by(port).await.as_deref() == Some(color)
-    })
-    .await
-    .unwrap_or_else(|_| panic!("port {port} is not served by {color} within 10s"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut in_a_row = 0;
+    let mut last = None;
+    while in_a_row < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} is not served by {color} within 10s (last answer from {last:?})"
+        );
+        last = served_by(port).await;
+        if last.as_deref() == Some(color) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Writes a user template: the builtin one with `edit` applied.
@@ -41,14 +56,9 @@ async fn switch_to_green_makes_the_live_port_serve_green_and_writes_the_live_fil
     assert_eq!((report.from, report.to), (Some(Color::Blue), Color::Green));
     assert!(report.test.ok && report.reload.ok);
     // Verified by the switch itself; check again from outside.
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some("green")
-    );
-    assert_eq!(
-        served_by(f.settings.idle_listen).await.as_deref(),
-        Some("blue")
-    );
+    assert!(report.verify_attempts >= proxy::VERIFY_IN_A_ROW);
+    assert_serves(f.settings.live_listen, "green").await;
+    assert_serves(f.settings.idle_listen, "blue").await;
     // The body comes from the green app, not just the header.
     let body = reqwest::get(format!("http://127.0.0.1:{}/ping", f.settings.live_listen))
         .await
@@ -66,10 +76,7 @@ async fn switch_to_green_makes_the_live_port_serve_green_and_writes_the_live_fil
         .await
         .expect("switch back");
     assert_eq!(report.from, Some(Color::Green));
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some("blue")
-    );
+    assert_serves(f.settings.live_listen, "blue").await;
     assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
 }
 
@@ -185,12 +192,9 @@ async fn a_config_that_does_not_stamp_the_new_color_fails_verification_and_stays
     assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
 }
 
-#[tokio::test]
-async fn two_concurrent_switches_run_one_after_the_other() {
-    let f = fixture().await;
-    // The test command logs its start and end; overlapping switches would
-    // interleave the lines.
-    let log = f.path().join("test-cmd.log");
+/// A switcher whose `test_cmd` logs `start`/`end` lines to `log` around a
+/// real `nginx -t`, taking 0.3 s.
+fn slow_test_switcher(f: &Fixture, log: &Path) -> bgw_watchdog::proxy::Switcher {
     let script = f.path().join("slow-test.sh");
     std::fs::write(
         &script,
@@ -205,8 +209,16 @@ async fn two_concurrent_switches_run_one_after_the_other() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let switcher =
-        Arc::new(f.switcher_with(|s| s.test_cmd = format!("{} {{conf}}", script.display())));
+    f.switcher_with(|s| s.test_cmd = format!("{} {{conf}}", script.display()))
+}
+
+#[tokio::test]
+async fn two_concurrent_switches_run_one_after_the_other() {
+    let f = fixture().await;
+    // The test command logs its start and end; overlapping switches would
+    // interleave the lines.
+    let log = f.path().join("test-cmd.log");
+    let switcher = Arc::new(slow_test_switcher(&f, &log));
     let a = tokio::spawn({
         let s = switcher.clone();
         async move { s.switch(Color::Green, "first").await }
@@ -232,10 +244,7 @@ async fn two_concurrent_switches_run_one_after_the_other() {
     assert_eq!(second.from, Some(first.to));
     let live = std::fs::read_to_string(&f.settings.live_file).unwrap();
     assert_eq!(live, second.to.as_str());
-    assert_eq!(
-        served_by(f.settings.live_listen).await.as_deref(),
-        Some(live.as_str())
-    );
+    assert_serves(f.settings.live_listen, &live).await;
 }
 
 #[tokio::test]
@@ -259,11 +268,7 @@ async fn a_hostile_image_name_is_one_argument_and_runs_nothing() {
 #[tokio::test]
 async fn deploy_to_the_live_color_is_refused_and_the_idle_one_is_deployed() {
     let f = fixture().await;
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(f.path().join("watchdog.db"))
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
+    let pool = migrated_pool(f.path()).await;
     let marker = f.path().join("deployed");
     let switcher =
         f.switcher_with(|s| s.deploy_cmd = format!("touch {}-{{color}}", marker.display()));
@@ -298,4 +303,293 @@ async fn deploy_to_the_live_color_is_refused_and_the_idle_one_is_deployed() {
 
 fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+}
+
+async fn migrated_pool(dir: &Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.join("control.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
+    pool
+}
+
+#[tokio::test]
+async fn every_switch_attempt_is_recorded_and_a_manual_one_releases_the_latch() {
+    let f = fixture().await;
+    let pool = migrated_pool(f.path()).await;
+    control::set_latched(&pool, chrono::Utc::now(), "rolled back earlier")
+        .await
+        .unwrap();
+
+    let bad = user_template(f.path(), "bad.tmpl", |t| {
+        t.replace("events {", "bogus_directive;\nevents {")
+    });
+    let failing = f.switcher_with(|s| s.template = bad);
+    let err = control::switch_and_record(&failing, &pool, Color::Green, "operator", false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("failed at test"), "{err}");
+    assert!(control::rollback_state(&pool).await.unwrap().latched);
+
+    let switcher = f.switcher();
+    control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
+        .await
+        .expect("switch");
+    assert!(!control::rollback_state(&pool).await.unwrap().latched);
+    let all = control::toggles(&pool, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].ok && all[0].from == Some(Color::Blue) && all[0].to == Color::Green);
+    assert!(!all[1].ok && all[1].error.as_deref().unwrap().contains("bogus_directive"));
+    let facts = control::facts(&pool, switcher.live().color())
+        .await
+        .unwrap();
+    assert_eq!(facts.previous, Some(Color::Blue));
+}
+
+#[tokio::test]
+async fn the_direct_probe_bypasses_nginx_and_sees_a_failing_color() {
+    let f = fixture().await;
+    let timeout = Duration::from_secs(2);
+    let blue = proxy::probe_direct(&f.settings, Color::Blue, timeout).await;
+    assert_eq!(blue.healthy, Some(true), "{}", blue.reason);
+    f.blue.control("fail").await.unwrap();
+    let blue = proxy::probe_direct(&f.settings, Color::Blue, timeout).await;
+    assert_eq!(blue.healthy, Some(false));
+    assert_eq!(
+        blue.reason,
+        format!(
+            "blue-direct: GET http://127.0.0.1:{}/ping returned 500",
+            f.blue.port
+        )
+    );
+    drop(f.nginx);
+    // nginx is gone; the probe does not need it.
+    let green = proxy::probe_direct(&f.settings, Color::Green, timeout).await;
+    assert_eq!(green.healthy, Some(true), "{}", green.reason);
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_does_not_stop_a_switch_half_way() {
+    let f = fixture().await;
+    let log = f.path().join("test-cmd.log");
+    let switcher = slow_test_switcher(&f, &log);
+    // Give up while `nginx -t` runs (the config is written, the live file not yet).
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        switcher.switch(Color::Green, "impatient"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the switch should still be running");
+    // It completes anyway: the live file, the config and nginx agree.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read(&f.settings.live_file).unwrap() != b"green" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch was abandoned half-way"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_serves(f.settings.live_listen, "green").await;
+    // And the lock was released: the next switch runs.
+    switcher
+        .switch(Color::Blue, "next")
+        .await
+        .expect("next switch");
+}
+
+mod rollback_through_nginx {
+    //! The policy's executor against a real nginx and real test apps; the
+    //! observers' verdicts are given as the watchdog's state would give them.
+    use super::*;
+    use bgw_watchdog::control::{evaluate_rollback, Observations};
+    use bgw_watchdog::rollback::{
+        Decision, Mode, ObserverVerdict, RollbackSettings, Rule, Verdict,
+    };
+
+    fn green_failing() -> Observations {
+        let failing = |observer: &str, reason: &str| ObserverVerdict {
+            observer: observer.into(),
+            color: Color::Green,
+            verdict: Verdict::Failing {
+                consecutive: 3,
+                reason: reason.into(),
+            },
+        };
+        Observations {
+            observers: vec![
+                failing("agents:green", "GET /ping returned 500"),
+                failing("checker", "live-proxy: GET /ping returned 500"),
+            ],
+            watchdog_started: chrono::Utc::now() - chrono::Duration::hours(1),
+            heard_from_all: true,
+        }
+    }
+
+    async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, sqlx::SqlitePool) {
+        let pool = migrated_pool(f.path()).await;
+        let switcher = f.switcher();
+        control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
+            .await
+            .expect("toggle to green");
+        f.green.control("fail").await.unwrap();
+        (switcher, pool)
+    }
+
+    #[tokio::test]
+    async fn a_failing_new_color_is_switched_back_once_then_latched() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        let settings = RollbackSettings::default();
+        let timeout = Duration::from_secs(2);
+        let now = chrono::Utc::now();
+        let e = evaluate_rollback(&switcher, &pool, &settings, green_failing(), timeout, now)
+            .await
+            .unwrap();
+        match &e.decision {
+            Decision::Switch { to, reason } => {
+                assert_eq!(*to, Color::Blue);
+                assert!(reason.starts_with("green failed "), "{reason}");
+                assert!(reason.contains("(agents: GET /ping returned 500, checker: live-proxy: GET /ping returned 500)"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.view.previous_healthy_direct,
+            Some(true),
+            "blue was probed directly"
+        );
+        e.switched.expect("switched").expect("switch ok");
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_serves(f.settings.live_listen, "blue").await;
+        let state = control::rollback_state(&pool).await.unwrap();
+        assert!(state.latched);
+
+        // Now blue fails too: no flip back to green.
+        f.blue.control("fail").await.unwrap();
+        let blue_failing = Observations {
+            observers: green_failing()
+                .observers
+                .into_iter()
+                .map(|mut o| {
+                    o.color = Color::Blue;
+                    o
+                })
+                .collect(),
+            ..green_failing()
+        };
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &settings,
+            blue_failing,
+            timeout,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        match e.decision {
+            Decision::Refuse { rule, .. } => assert_eq!(rule, Rule::FlipFlop),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+    }
+
+    #[tokio::test]
+    async fn no_switch_back_to_a_previous_color_that_is_broken_too() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        f.blue.control("fail").await.unwrap();
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &RollbackSettings::default(),
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        match &e.decision {
+            Decision::Refuse { rule, reason, .. } => {
+                assert_eq!(*rule, Rule::TargetUnhealthy);
+                assert!(
+                    reason.contains("blue-direct: GET http://127.0.0.1:"),
+                    "{reason}"
+                );
+                assert!(reason.ends_with("/ping returned 500)"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+        assert_serves(f.settings.live_listen, "green").await;
+    }
+
+    #[tokio::test]
+    async fn dry_run_changes_nothing() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        let settings = RollbackSettings {
+            mode: Mode::DryRun,
+            ..Default::default()
+        };
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &settings,
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                e.decision,
+                Decision::DryRun {
+                    to: Color::Blue,
+                    ..
+                }
+            ),
+            "{:?}",
+            e.decision
+        );
+        assert!(e.switched.is_none());
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+        assert!(!control::rollback_state(&pool).await.unwrap().latched);
+        assert_eq!(control::toggles(&pool, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deploy_to_the_previous_color_since_the_toggle_disarms_rollback() {
+        let f = fixture().await;
+        let (switcher, pool) = toggled_to_green(&f).await;
+        control::record_deploy(&pool, chrono::Utc::now(), Color::Blue, "app:3", true, "")
+            .await
+            .unwrap();
+        let e = evaluate_rollback(
+            &switcher,
+            &pool,
+            &RollbackSettings::default(),
+            green_failing(),
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                e.decision,
+                Decision::Refuse {
+                    rule: Rule::Redeployed,
+                    ..
+                }
+            ),
+            "{:?}",
+            e.decision
+        );
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+    }
 }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<SecretString>>,
     pub limiter: Arc<RateLimiter>,
     pub started: chrono::DateTime<chrono::Utc>,
+    pub channels: Arc<Vec<Arc<crate::outbox::ChannelHealth>>>,
+    pub observers: Arc<crate::observers::Observers>,
 }
 
 impl AppState {
@@ -128,6 +130,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/checks/{name}/pause", post(admin::pause))
         .route("/api/v1/checks/{name}/resume", post(admin::resume))
         .route("/api/v1/events", get(admin::events))
+        .route("/api/v1/notifications", get(admin::notifications))
+        .route("/api/v1/targets", get(admin::targets))
+        .route(
+            "/api/v1/silences",
+            get(admin::silences).post(admin::add_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(admin::end_silence),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(bgw_wire::MAX_BODY_BYTES))
         .with_state(state)

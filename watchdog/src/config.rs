@@ -45,6 +45,10 @@ struct RawSettings {
     rate_limit: u32,
     #[serde(default = "default_startup_grace")]
     startup_grace: HumanDuration,
+    #[serde(default = "default_threshold")]
+    probe_threshold: HumanDuration,
+    #[serde(default = "default_fail_after")]
+    target_fail_after: u32,
     #[serde(default)]
     check: Vec<RawCheck>,
     #[serde(default)]
@@ -52,7 +56,30 @@ struct RawSettings {
     #[serde(default)]
     rollback: Option<toml::Table>,
     #[serde(default)]
-    notify: Option<toml::Table>,
+    notify: RawNotify,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    slack: Option<bgw_notify::SlackSettings>,
+    email: Option<bgw_notify::EmailSettings>,
+    webhook: Option<bgw_notify::WebhookSettings>,
+    repeat: Option<HumanDuration>,
+    all_is_well: Option<String>,
+    timezone: Option<String>,
+    flap_threshold: Option<u32>,
+    flap_window: Option<HumanDuration>,
+    group_window: Option<HumanDuration>,
+}
+
+/// `[notify]`: the channels and the alerting policy.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub channels: Vec<bgw_notify::Channel>,
+    pub policy: crate::alerting::Policy,
+    /// Cron schedule of the all-is-well summary.
+    pub all_is_well: Option<Cadence>,
 }
 
 fn default_listen() -> String {
@@ -69,6 +96,12 @@ fn default_ping_history() -> u32 {
 }
 fn default_rate_limit() -> u32 {
     200
+}
+fn default_threshold() -> HumanDuration {
+    HumanDuration(Duration::from_millis(2000))
+}
+fn default_fail_after() -> u32 {
+    3
 }
 fn default_startup_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
@@ -104,10 +137,16 @@ pub struct Settings {
     pub rate_limit: u32,
     /// After a start, how long reporters' silence counts as "not heard yet".
     pub startup_grace: Duration,
+    /// The latency threshold named in probe log lines (the watchers judge it).
+    pub probe_threshold_ms: u64,
+    /// Failed rounds in a row before a probe target alerts.
+    pub target_fail_after: u32,
+    /// Where the live color is read (`proxy.live_file`, default `/var/live`).
+    pub live_file: PathBuf,
     pub checks: Vec<CheckSpec>,
     pub proxy: Option<toml::Table>,
     pub rollback: Option<toml::Table>,
-    pub notify: Option<toml::Table>,
+    pub notify: NotifySettings,
 }
 
 /// One monitored check, as configured.
@@ -264,10 +303,53 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         ping_history: raw.ping_history.clamp(1, 100_000),
         rate_limit: raw.rate_limit,
         startup_grace: raw.startup_grace.0,
+        probe_threshold_ms: raw.probe_threshold.0.as_millis() as u64,
+        target_fail_after: raw.target_fail_after.max(1),
+        live_file: raw
+            .proxy
+            .as_ref()
+            .and_then(|p| p.get("live_file"))
+            .and_then(|v| v.as_str())
+            .map_or_else(|| PathBuf::from("/var/live"), PathBuf::from),
         checks,
         proxy: raw.proxy,
         rollback: raw.rollback,
-        notify: raw.notify,
+        notify: validate_notify(raw.notify)?,
+    })
+}
+
+fn validate_notify(raw: RawNotify) -> Result<NotifySettings, ConfigError> {
+    let channels =
+        bgw_notify::build_channels(raw.slack.as_ref(), raw.email.as_ref(), raw.webhook.as_ref())
+            .map_err(|e| ConfigError(e.to_string()))?;
+    let defaults = crate::alerting::Policy::default();
+    let all_is_well = raw
+        .all_is_well
+        .as_deref()
+        .map(|expr| Cadence::cron(expr, raw.timezone.as_deref().unwrap_or("UTC")))
+        .transpose()
+        .map_err(|e| err("notify.all_is_well", e))?;
+    if raw.timezone.is_some() && all_is_well.is_none() {
+        return Err(err(
+            "notify.timezone",
+            "only meaningful with notify.all_is_well",
+        ));
+    }
+    let flap_threshold = raw.flap_threshold.unwrap_or(defaults.flap_threshold);
+    if flap_threshold == 0 {
+        return Err(err("notify.flap_threshold", "must be at least 1"));
+    }
+    Ok(NotifySettings {
+        channels,
+        policy: crate::alerting::Policy {
+            repeat: raw
+                .repeat
+                .map_or(defaults.repeat, |r| (!r.0.is_zero()).then_some(r.0)),
+            flap_threshold,
+            flap_window: raw.flap_window.map_or(defaults.flap_window, |d| d.0),
+            group_window: raw.group_window.map_or(defaults.group_window, |d| d.0),
+        },
+        all_is_well,
     })
 }
 

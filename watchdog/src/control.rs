@@ -6,14 +6,19 @@
 //! Queries are checked at run time (no database needed to compile); each is
 //! covered by a test against a real SQLite file.
 
-use crate::proxy::{run_command, CommandOutcome, LiveState, ProxySettings, Switcher};
+use crate::proxy::{
+    run_command, CommandOutcome, LiveState, ProxySettings, SwitchError, SwitchReport, Switcher,
+};
 use crate::rollback::Toggle;
 use bgw_wire::Color;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::SqlitePool;
 
+mod executor;
 #[cfg(test)]
 mod tests;
+
+pub use executor::{evaluate_rollback, Evaluation, Observations};
 
 /// A store error; never contains a value that was bound to a query.
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +307,87 @@ pub async fn disable(pool: &SqlitePool) -> Result<(), ControlError> {
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// What the control tables contribute to the rollback policy's
+/// [`crate::rollback::View`]; the watchdog adds the observers' verdicts,
+/// the direct health of the target color and its own start time.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Facts {
+    pub last_toggle: Option<ToggleRecord>,
+    /// The color live before the last toggle, when that toggle made `live` live.
+    pub previous: Option<Color>,
+    /// Any deploy (failed ones included) to the other color since the last toggle.
+    pub deployed_to_previous_since_toggle: bool,
+    pub last_automatic_switch: Option<DateTime<Utc>>,
+    pub latched: bool,
+    pub disabled: bool,
+}
+
+/// Reads [`Facts`] for the current live color.
+pub async fn facts(pool: &SqlitePool, live: Option<Color>) -> Result<Facts, ControlError> {
+    let last = last_toggle(pool).await?;
+    let state = rollback_state(pool).await?;
+    let previous = match (&last, live) {
+        (Some(t), Some(live)) if t.to == live => t.from.filter(|p| *p != live),
+        _ => None,
+    };
+    let deployed = match (&last, live) {
+        (Some(t), Some(live)) => !deploys_since(pool, live.other(), t.at).await?.is_empty(),
+        _ => false,
+    };
+    Ok(Facts {
+        last_toggle: last,
+        previous,
+        deployed_to_previous_since_toggle: deployed,
+        last_automatic_switch: state.last_automatic_at,
+        latched: state.latched,
+        disabled: state.disabled,
+    })
+}
+
+/// Switches to `to` through `switcher` and records the attempt, successful
+/// or not (which also keeps the latch and cooldown true, see
+/// [`record_toggle`]). Manual toggles and automatic rollbacks both come here.
+/// The switch's own error wins over a store error.
+pub async fn switch_and_record(
+    switcher: &Switcher,
+    pool: &SqlitePool,
+    to: Color,
+    reason: &str,
+    automatic: bool,
+) -> Result<SwitchReport, SwitchAndRecordError> {
+    let at = Utc::now();
+    let from = switcher.live().color();
+    let result = switcher.switch(to, reason).await;
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let recorded = record_toggle(
+        pool,
+        &NewToggle {
+            at,
+            from: result.as_ref().map(|r| r.from).unwrap_or(from),
+            to,
+            automatic,
+            reason,
+            ok: result.is_ok(),
+            error: error.as_deref(),
+        },
+    )
+    .await;
+    match (result, recorded) {
+        (Err(e), _) => Err(SwitchAndRecordError::Switch(e)),
+        (Ok(_), Err(e)) => Err(SwitchAndRecordError::Store(e)),
+        (Ok(report), Ok(_)) => Ok(report),
+    }
+}
+
+/// A switch that failed, or succeeded but could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchAndRecordError {
+    #[error(transparent)]
+    Switch(#[from] SwitchError),
+    #[error("switched, but could not record it: {0}")]
+    Store(#[from] ControlError),
 }
 
 /// Why a deploy did not happen or failed.

@@ -2,6 +2,7 @@
 //! state and deadline in SQLite, writes the daily log, alerts, and controls
 //! the blue/green switch.
 
+pub mod alerting;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,8 @@ pub mod control;
 pub mod logfile;
 pub mod metrics;
 pub mod monitor;
+pub mod observers;
+pub mod outbox;
 pub mod proxy;
 pub mod reports;
 pub mod rollback;
@@ -57,7 +60,14 @@ pub async fn run(
         }
     }
     let metrics = Arc::new(metrics::Metrics::default());
-    let committed = Arc::new(tokio::sync::Notify::new());
+    let (committed, wake) = tokio::sync::watch::channel(0u64);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let notify = settings.notify;
+    let planner = outbox::Planner {
+        channels: notify.channels.iter().map(|c| c.name()).collect(),
+        policy: notify.policy.clone(),
+        live_file: Some(settings.live_file.clone()),
+    };
     let (monitor, monitor_task) = monitor::spawn(
         pool.clone(),
         catalog.clone(),
@@ -66,8 +76,48 @@ pub async fn run(
             log: log.clone(),
             metrics: metrics.clone(),
             ping_history: settings.ping_history,
-            committed: committed.clone(),
+            planner: Some(planner),
+            committed,
         },
+    );
+    let mut background = Vec::new();
+    let mut channel_health = Vec::new();
+    let delivery = outbox::Delivery {
+        pool: pool.clone(),
+        monitor: monitor.clone(),
+        metrics: metrics.clone(),
+        group_window: notify.policy.group_window,
+    };
+    for channel in notify.channels {
+        let health = Arc::new(outbox::ChannelHealth {
+            name: channel.name(),
+            ..Default::default()
+        });
+        channel_health.push(health.clone());
+        background.push(tokio::spawn(outbox::run_channel(
+            delivery.clone(),
+            channel,
+            health,
+            wake.clone(),
+            stopped.clone(),
+        )));
+    }
+    drop(delivery);
+    background.push(tokio::spawn(outbox::run_timers(
+        pool.clone(),
+        monitor.clone(),
+        notify.policy.repeat,
+        notify.all_is_well,
+        stopped.clone(),
+    )));
+    let observers = Arc::new(
+        observers::Observers::load(
+            pool.clone(),
+            log.clone(),
+            settings.probe_threshold_ms,
+            settings.target_fail_after,
+        )
+        .await?,
     );
     let state = api::AppState {
         monitor,
@@ -76,6 +126,8 @@ pub async fn run(
         admin_token: settings.admin_token.map(Arc::new),
         limiter: Arc::new(api::RateLimiter::new(settings.rate_limit)),
         started: now,
+        channels: Arc::new(channel_health),
+        observers,
     };
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -91,6 +143,12 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server failed")?;
+    // Stop the outbox workers and timers (a send in flight finishes first),
+    // then every monitor handle is gone.
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
     // The router and every monitor handle are gone: the monitor drains its
     // queue, commits, and ends; then the log writer flushes.
     monitor_task.await.context("monitor task panicked")?;

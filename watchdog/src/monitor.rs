@@ -174,8 +174,10 @@ pub struct Hooks {
     pub log: LogSink,
     pub metrics: Arc<Metrics>,
     pub ping_history: u32,
-    /// Woken after each commit that inserted events (the outbox worker).
-    pub committed: Arc<tokio::sync::Notify>,
+    /// Plans the notifications of each batch's events, in its transaction.
+    pub planner: Option<crate::outbox::Planner>,
+    /// Bumped after each commit that inserted events (wakes the outbox).
+    pub committed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Starts the monitor task over the checks loaded from the store.
@@ -222,6 +224,8 @@ struct Task {
     hooks: Hooks,
 }
 
+type RecordReply = oneshot::Sender<Result<Vec<i64>, MonitorError>>;
+
 /// One batch being applied: what to write and whom to answer.
 #[derive(Default)]
 struct Batch {
@@ -229,10 +233,7 @@ struct Batch {
     pings: Vec<PingRow>,
     events: Vec<NewEvent>,
     replies: Vec<(oneshot::Sender<Result<Ack, MonitorError>>, usize)>,
-    record_replies: Vec<(
-        oneshot::Sender<Result<Vec<i64>, MonitorError>>,
-        std::ops::Range<usize>,
-    )>,
+    record_replies: Vec<(RecordReply, std::ops::Range<usize>)>,
     /// Runtimes before the batch, to restore if the commit fails.
     before: HashMap<usize, (Runtime, i64)>,
 }
@@ -276,10 +277,8 @@ impl Task {
     }
 
     fn touch(&mut self, batch: &mut Batch, idx: usize) {
-        if !batch.before.contains_key(&idx) {
-            batch
-                .before
-                .insert(idx, (self.runtimes[idx].clone(), self.ping_counts[idx]));
+        if let std::collections::hash_map::Entry::Vacant(e) = batch.before.entry(idx) {
+            e.insert((self.runtimes[idx].clone(), self.ping_counts[idx]));
             batch.dirty.push(idx);
         }
     }
@@ -389,7 +388,7 @@ impl Task {
                     tracing::info!(event = id, check = e.check.as_deref().unwrap_or(""), kind = e.kind, reason = %e.reason, "event");
                 }
                 if !batch.events.is_empty() {
-                    self.hooks.committed.notify_one();
+                    self.hooks.committed.send_modify(|n| *n += 1);
                 }
                 for (reply, idx) in batch.replies {
                     let _ = reply.send(Ok(self.ack(idx)));
@@ -434,6 +433,14 @@ impl Task {
         store::write_runtimes(&mut tx, &updates, now).await?;
         store::write_pings(&mut tx, &batch.pings).await?;
         let ids = store::insert_events(&mut tx, &batch.events, now).await?;
+        if let Some(planner) = &self.hooks.planner {
+            let with_ids: Vec<(i64, NewEvent)> = ids
+                .iter()
+                .copied()
+                .zip(batch.events.iter().cloned())
+                .collect();
+            crate::outbox::enqueue(&mut tx, planner, &with_ids, now).await?;
+        }
         tx.commit().await?;
         Ok(ids)
     }

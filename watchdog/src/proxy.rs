@@ -8,12 +8,14 @@
 
 mod command;
 mod live;
+mod probe;
 mod render;
 mod settings;
 mod switch;
 
 pub use command::{expand, run_command, CommandOutcome, OUTPUT_LIMIT};
 pub use live::{read_live, restore_file, write_atomic, write_live, LiveState};
+pub use probe::{probe_direct, DirectHealth};
 pub use render::{render, render_with, RenderError, BUILTIN};
 pub use settings::{ProxyConfigError, ProxySettings, Upstream};
-pub use switch::{Step, SwitchError, SwitchReport, Switcher};
+pub use switch::{Step, SwitchError, SwitchReport, Switcher, VERIFY_IN_A_ROW};

@@ -106,11 +106,12 @@ pub async fn sync_checks(
     let mut tx = pool.begin().await?;
     let mut loaded = Vec::with_capacity(specs.len());
     let mut events = Vec::new();
-    let existing: Vec<(i64, String, String, String, Option<i64>, i64)> =
+    type Stored = (i64, String, String, String, Option<i64>, i64);
+    let existing: Vec<Stored> =
         sqlx::query_as("SELECT id, name, fingerprint, runtime, retired_at, ping_count FROM checks")
             .fetch_all(&mut *tx)
             .await?;
-    let by_name: std::collections::HashMap<&str, &(i64, String, String, String, Option<i64>, i64)> =
+    let by_name: std::collections::HashMap<&str, &Stored> =
         existing.iter().map(|row| (row.1.as_str(), row)).collect();
     for (spec, rules) in specs {
         let uuid = match &spec.kind {

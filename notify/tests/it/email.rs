@@ -179,6 +179,19 @@ async fn implicit_tls_encrypts_from_the_first_byte() {
 }
 
 #[tokio::test]
+async fn starttls_required_never_falls_back_to_plain_text() {
+    let sink = SmtpSink::start(SmtpOptions::default()).await;
+    let url = format!("smtp://127.0.0.1:{}?tls=required", sink.port());
+    let e = Channel::email(&settings(&url))
+        .unwrap()
+        .send(&down_blue())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("starttls"), "{e}");
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
 async fn an_untrusted_certificate_is_refused_and_nothing_is_sent() {
     let sink = SmtpSink::start(SmtpOptions {
         auth: None,

@@ -1,20 +1,30 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
-//! `bench` runs them all; `bench <name>` runs one (`agent`, `switch`).
+//! `bench` runs them all; `bench <name>...` runs some:
+//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`.
+//! Build with `cargo build --release --workspace --bins` first: the
+//! benchmarks start the release binaries next to this one.
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/notify.rs"]
+mod notify;
+#[path = "bench/prober.rs"]
+mod prober;
 #[path = "bench/switch.rs"]
 mod switch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let only = std::env::args().nth(1);
-    let wants = |name: &str| match &only {
-        None => true,
-        Some(o) => o == name,
-    };
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wants("notify") {
+        notify::run().await?;
+    }
     if wants("agent") {
         agent::run().await?;
+    }
+    if wants("prober") {
+        prober::run().await?;
     }
     if wants("switch") {
         switch::run().await?;

@@ -19,6 +19,22 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
         .is_ok();
     let scheduler_ok = app.monitor.alive(Duration::from_secs(2)).await;
     let ok = store_ok && scheduler_ok;
+    let channels: serde_json::Map<String, serde_json::Value> = app
+        .channels
+        .iter()
+        .map(|c| {
+            let failures = c
+                .consecutive_failures
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let value = if c.failing() {
+                json!({"status": "failing", "consecutive_failures": failures,
+                       "last_error": c.last_error.lock().expect("health lock").clone()})
+            } else {
+                json!({"status": "ok", "consecutive_failures": failures})
+            };
+            (c.name.to_string(), value)
+        })
+        .collect();
     let status = if ok {
         StatusCode::OK
     } else {
@@ -31,11 +47,19 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
             "store": if store_ok { "ok" } else { "failing" },
             "scheduler": if scheduler_ok { "ok" } else { "stalled" },
             "started": app.started,
+            "channels": channels,
         })),
     )
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let age = match crate::outbox::oldest_pending(&app.pool).await {
+        Ok(Some(t)) => (chrono::Utc::now() - t).num_milliseconds().max(0),
+        _ => 0,
+    };
+    app.metrics
+        .outbox_oldest_pending_ms
+        .store(age, std::sync::atomic::Ordering::Relaxed);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -146,4 +170,132 @@ pub async fn events(
     let events = store::events(&app.pool, since, q.check.as_deref(), limit).await?;
     let next = events.last().map(|e| e.id);
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/notifications?state=pending|delivered|failed|merged&limit=`
+pub async fn notifications(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<NotificationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(s) = q.state.as_deref() {
+        if !matches!(s, "pending" | "delivered" | "failed" | "merged") {
+            return Err(ApiError::bad_request(format!(
+                "state={s:?}: expected pending, delivered, failed or merged"
+            )));
+        }
+    }
+    let rows = crate::outbox::list(
+        &app.pool,
+        q.state.as_deref(),
+        q.limit.unwrap_or(100).clamp(1, 10_000),
+    )
+    .await
+    .map_err(|e| ApiError::internal("the outbox could not be read", e))?;
+    Ok(Json(json!({ "notifications": rows })))
+}
+
+/// `GET /api/v1/targets`: what the checker and the prober see.
+pub async fn targets(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    Ok(Json(json!({ "targets": app.observers.snapshot().await })))
+}
+
+pub async fn silences(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let rows = crate::outbox::active_silences(&app.pool)
+        .await
+        .map_err(|e| ApiError::internal("silences could not be read", e))?;
+    Ok(Json(json!({ "silences": rows })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    target: String,
+    duration: bgw_wire::HumanDuration,
+    reason: String,
+}
+
+/// `POST /api/v1/silences {"target": "blue", "duration": "2h", "reason": "..."}`
+pub async fn add_silence(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let s: NewSilence = serde_json::from_slice(&body?)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let known = app.monitor.catalog.by_name(&s.target).is_some()
+        || s.target.parse::<bgw_wire::Color>().is_ok()
+        || s.target.contains(':');
+    if !known {
+        return Err(ApiError::not_found(format!(
+            "unknown silence target {:?}: use a check name, a color, or observer:target",
+            s.target
+        )));
+    }
+    if s.duration.0.is_zero() || s.duration.0 > Duration::from_secs(366 * 86_400) {
+        return Err(ApiError::bad_request(
+            "duration must be between 1ms and a year",
+        ));
+    }
+    if s.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a silence needs a reason"));
+    }
+    let until = chrono::Utc::now() + s.duration.0;
+    let id = crate::outbox::add_silence(&app.pool, &s.target, until, s.reason.trim())
+        .await
+        .map_err(|e| ApiError::internal("the silence could not be stored", e))?;
+    let event = store::NewEvent {
+        at: chrono::Utc::now(),
+        check: Some(s.target.clone()),
+        kind: "silence",
+        reason: format!(
+            "silenced until {} ({})",
+            until.format("%Y-%m-%d %H:%M:%SZ"),
+            s.reason.trim()
+        ),
+        ..Default::default()
+    };
+    app.monitor.record(vec![event]).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "target": s.target, "until": until })),
+    ))
+}
+
+pub async fn end_silence(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let ended = crate::outbox::end_silence(&app.pool, id)
+        .await
+        .map_err(|e| ApiError::internal("the silence could not be ended", e))?;
+    if !ended {
+        return Err(ApiError::not_found(format!("no active silence #{id}")));
+    }
+    Ok(Json(json!({ "id": id, "ended": true })))
 }

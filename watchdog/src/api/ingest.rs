@@ -172,7 +172,7 @@ pub async fn report(
         };
         let ack = app.monitor.signal(idx, Signal::Success, Some(ping)).await?;
         app.metrics.reports.fetch_add(1, Relaxed);
-        let _ = report;
+        app.observers.ingest(&app.monitor, &report).await?;
         Ok((
             StatusCode::ACCEPTED,
             Json(HeartbeatAck {

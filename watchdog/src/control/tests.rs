@@ -240,3 +240,45 @@ async fn scale_fills_color_and_count() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn facts_give_the_previous_color_and_deploys_to_it_since_the_toggle() {
+    let (_dir, pool) = store().await;
+    assert_eq!(
+        facts(&pool, Some(Color::Blue)).await.unwrap(),
+        Facts::default()
+    );
+    record_deploy(&pool, at(-5), Color::Blue, "app:1", true, "")
+        .await
+        .unwrap();
+    record_toggle(&pool, &toggle(at(0), Color::Green, false, true))
+        .await
+        .unwrap();
+    let f = facts(&pool, Some(Color::Green)).await.unwrap();
+    assert_eq!(f.previous, Some(Color::Blue));
+    assert!(
+        !f.deployed_to_previous_since_toggle,
+        "the deploy was before the toggle"
+    );
+    assert_eq!(f.last_toggle.as_ref().map(|t| t.to), Some(Color::Green));
+    record_deploy(&pool, at(5), Color::Blue, "app:2", false, "failed")
+        .await
+        .unwrap();
+    let f = facts(&pool, Some(Color::Green)).await.unwrap();
+    assert!(
+        f.deployed_to_previous_since_toggle,
+        "a failed deploy counts too"
+    );
+    // The live file says blue although the last toggle made green live: no
+    // previous color to roll back to.
+    assert_eq!(
+        facts(&pool, Some(Color::Blue)).await.unwrap().previous,
+        None
+    );
+    record_toggle(&pool, &toggle(at(9), Color::Blue, true, true))
+        .await
+        .unwrap();
+    let f = facts(&pool, Some(Color::Blue)).await.unwrap();
+    assert!(f.latched);
+    assert_eq!(f.last_automatic_switch, Some(at(9)));
+}

@@ -323,6 +323,24 @@ mod tests {
     }
 
     #[test]
+    fn an_env_var_can_list_addresses_separated_by_commas() {
+        let mut t = toml::Table::new();
+        bgw_wire::settings::overlay_env(
+            &mut t,
+            [(
+                "BGW_PROXY_GREEN".to_string(),
+                "10.0.0.2:3001, 10.0.0.3:3001".to_string(),
+            )],
+            &["proxy"],
+        );
+        let s: ProxySettings = bgw_wire::settings::deserialize::<toml::Table>(t).unwrap()["proxy"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(s.green.0, vec!["10.0.0.2:3001", "10.0.0.3:3001"]);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<ProxySettings>("live_port = 80").is_err());
     }

@@ -22,8 +22,12 @@ use super::settings::{ProxyConfigError, ProxySettings};
 use bgw_wire::{Color, COLOR_HEADER};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
+
+/// Answers in a row from the new color that verify a switch.
+pub const VERIFY_IN_A_ROW: u32 = 3;
 
 /// The step of a switch, for events and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -35,6 +39,8 @@ pub enum Step {
     LiveFile,
     Reload,
     Verify,
+    /// The runtime shut down while the switch task ran.
+    Interrupted,
 }
 
 impl std::fmt::Display for Step {
@@ -46,6 +52,7 @@ impl std::fmt::Display for Step {
             Step::LiveFile => "live_file",
             Step::Reload => "reload",
             Step::Verify => "verify",
+            Step::Interrupted => "interrupted",
         })
     }
 }
@@ -69,7 +76,7 @@ pub enum SwitchError {
         outcome: CommandOutcome,
         restore: Option<String>,
     },
-    #[error("switch to {to} failed at live_file: cannot write {}: {error}; previous config restored{}", path.display(), restore_note(restore))]
+    #[error("switch to {to} failed at live_file: {}: {error}; previous config restored{}", path.display(), restore_note(restore))]
     LiveFile {
         to: Color,
         path: PathBuf,
@@ -84,6 +91,8 @@ pub enum SwitchError {
         reload_back: Option<CommandOutcome>,
         restore: Option<String>,
     },
+    #[error("switch to {to} was interrupted: the runtime is shutting down")]
+    Interrupted { to: Color },
     #[error("switch to {to} failed at verify: {url} still answered {seen} after {}; nginx accepted the new config, which stays", bgw_wire::format_duration(*waited))]
     Verify {
         to: Color,
@@ -110,6 +119,7 @@ impl SwitchError {
             SwitchError::LiveFile { .. } => Step::LiveFile,
             SwitchError::Reload { .. } => Step::Reload,
             SwitchError::Verify { .. } => Step::Verify,
+            SwitchError::Interrupted { .. } => Step::Interrupted,
         }
     }
 
@@ -142,13 +152,19 @@ pub struct SwitchReport {
 }
 
 /// Switches the live color; at most one switch (or deploy holding
-/// [`Switcher::lock`]) runs at a time.
+/// [`Switcher::lock`]) runs at a time. Cheap to clone: make ONE per process
+/// and clone it (the API, the CLI's server side and the rollback executor
+/// must share its lock; two `Switcher::new` would not serialize).
+#[derive(Clone)]
 pub struct Switcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     settings: ProxySettings,
     lock: Mutex<()>,
     http: reqwest::Client,
 }
-
 impl Switcher {
     /// Validates `settings` (see [`ProxySettings::validate`]).
     pub fn new(settings: ProxySettings) -> Result<Switcher, ProxyConfigError> {
@@ -162,30 +178,48 @@ impl Switcher {
             .build()
             .expect("a plain HTTP client builds");
         Ok(Switcher {
-            settings,
-            lock: Mutex::new(()),
-            http,
+            inner: Arc::new(Inner {
+                settings,
+                lock: Mutex::new(()),
+                http,
+            }),
         })
     }
 
     pub fn settings(&self) -> &ProxySettings {
-        &self.settings
+        &self.inner.settings
     }
 
     /// What the live file says now.
     pub fn live(&self) -> LiveState {
-        read_live(&self.settings.live_file)
+        read_live(&self.inner.settings.live_file)
     }
 
     /// Takes the switch lock, so a deploy can check the live color and run
     /// without a switch changing it underneath.
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().await
+        self.inner.lock.lock().await
     }
 
     /// Makes `to` the live color. Switching to the color that is already
     /// live re-renders and reloads (it repairs a hand-edited config).
+    ///
+    /// The switch runs in its own task: it completes (or restores) even if
+    /// the caller stops waiting, e.g. an HTTP client that hangs up, so it
+    /// never stops half-way between two steps.
     pub async fn switch(&self, to: Color, reason: &str) -> Result<SwitchReport, SwitchError> {
+        let inner = self.inner.clone();
+        let reason = reason.to_string();
+        match tokio::spawn(async move { inner.switch(to, &reason).await }).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(SwitchError::Interrupted { to }),
+        }
+    }
+}
+
+impl Inner {
+    async fn switch(&self, to: Color, reason: &str) -> Result<SwitchReport, SwitchError> {
         let _guard = self.lock.lock().await;
         let s = &self.settings;
         let started = Instant::now();
@@ -290,7 +324,9 @@ impl Switcher {
         Ok(report)
     }
 
-    /// Polls the live port until it answers from `to`; `Err((url, what it
+    /// Polls the live port until it answers from `to` [`VERIFY_IN_A_ROW`]
+    /// times in a row (an old worker that has not yet seen its shutdown
+    /// signal may still accept a connection or two); `Err((url, what it
     /// saw last))` when the verify timeout passes first.
     async fn verify(&self, to: Color) -> (u32, Result<(), (String, String)>) {
         let url = self.settings.verify_url();
@@ -300,6 +336,7 @@ impl Switcher {
         }
         let deadline = Instant::now() + limit;
         let mut attempts = 0;
+        let mut in_a_row = 0;
         loop {
             attempts += 1;
             let seen = match self.http.get(&url).send().await {
@@ -310,14 +347,23 @@ impl Switcher {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     if color.as_deref() == Some(to.as_str()) {
-                        return (attempts, Ok(()));
+                        in_a_row += 1;
+                        if in_a_row >= VERIFY_IN_A_ROW {
+                            return (attempts, Ok(()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
                     }
+                    in_a_row = 0;
                     match color {
                         Some(c) => format!("{COLOR_HEADER}: {c} ({})", resp.status()),
                         None => format!("no {COLOR_HEADER} header ({})", resp.status()),
                     }
                 }
-                Err(e) => format!("an error: {e}"),
+                Err(e) => {
+                    in_a_row = 0;
+                    format!("an error: {e}")
+                }
             };
             if Instant::now() >= deadline {
                 return (attempts, Err((url, seen)));

@@ -94,9 +94,17 @@ impl Watchdog {
     }
 
     fn write_config(&self) {
+        // `extra` may hold top-level keys and then tables: keys go first.
+        let split = self
+            .extra
+            .lines()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(self.extra.len(), |i| {
+                self.extra.lines().take(i).map(|l| l.len() + 1).sum()
+            });
+        let (keys, tables) = self.extra.split_at(split.min(self.extra.len()));
         let config = format!(
-            "{extra}\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\nadmin_token = \"{ADMIN}\"\n{checks}",
-            extra = self.extra,
+            "{keys}\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\nadmin_token = \"{ADMIN}\"\n{checks}\n{tables}\n",
             port = self.port,
             db = self.db_path().display(),
             log = self.log_dir().display(),
@@ -105,10 +113,15 @@ impl Watchdog {
         std::fs::write(self.config_path(), config).unwrap();
     }
 
+    /// Replaces the extra configuration (for the next `start`).
+    pub fn set_extra(&mut self, extra: &str) {
+        self.extra = extra.to_string();
+    }
+
     /// Starts (or restarts) the process and waits for `/healthz`.
     pub async fn start(&mut self) {
         self.write_config();
-        let child = Command::new(env!("CARGO_BIN_EXE_bgw-watchdog"))
+        let child = Command::new(crate::bin("bgw-watchdog"))
             .arg("--config")
             .arg(self.config_path())
             .arg("serve")

@@ -1,4 +1,4 @@
-use crate::helpers::*;
+use bgw_e2e::watchdog::*;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-use crate::helpers::*;
+use bgw_e2e::watchdog::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -133,7 +133,7 @@ async fn an_unwritable_log_dir_is_an_error_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bgw-watchdog"))
+    let out = Command::new(bgw_e2e::bin("bgw-watchdog"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database"])
         .arg(format!("sqlite://{}/w.db", dir.path().display()))
         .arg("--log-dir")
@@ -157,7 +157,7 @@ async fn check_config_exits_2_naming_the_bad_key() {
         "[[check]]\nname = \"a\"\nkind = \"service\"\nperiod = \"5 seconds\"\ntoken = \"t\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bgw-watchdog"))
+    let out = Command::new(bgw_e2e::bin("bgw-watchdog"))
         .arg("--config")
         .arg(&p)
         .arg("check-config")
@@ -167,7 +167,7 @@ async fn check_config_exits_2_naming_the_bad_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("period"), "{err}");
     std::fs::write(&p, default_checks("5s", "5s")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bgw-watchdog"))
+    let out = Command::new(bgw_e2e::bin("bgw-watchdog"))
         .arg("--config")
         .arg(&p)
         .arg("check-config")
