@@ -37,9 +37,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn footprint() -> anyhow::Result<()> {
     let secs: u64 = match std::env::var("BENCH_AGENT_SECS") {
-        Ok(v) => v
-            .parse()
-            .context("BENCH_AGENT_SECS: expected seconds")?,
+        Ok(v) => v.parse().context("BENCH_AGENT_SECS: expected seconds")?,
         Err(_) => 60,
     };
     let run_for = Duration::from_secs(secs.max(WARM_UP.as_secs() + 1));
@@ -140,9 +138,7 @@ async fn footprint() -> anyhow::Result<()> {
 /// Slack receiver, through the real watchdog, in wrapper mode.
 async fn crash_to_slack() -> anyhow::Result<()> {
     let crashes: usize = match std::env::var("BENCH_AGENT_CRASHES") {
-        Ok(v) => v
-            .parse()
-            .context("BENCH_AGENT_CRASHES: expected a count")?,
+        Ok(v) => v.parse().context("BENCH_AGENT_CRASHES: expected a count")?,
         Err(_) => 5,
     };
     let dir = std::env::current_exe()?
