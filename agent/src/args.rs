@@ -136,7 +136,8 @@ CONFIGURATION (flags win over environment, environment over the file):
     check          --check          BGW_CHECK          required
         The watchdog's `service` check this instance belongs to, e.g. blue.
     token          --token          BGW_TOKEN          required, or token_file
-        The check's bearer token. Never logged.
+        The check's bearer token. Never logged. Prefer BGW_TOKEN or
+        token_file: a flag's value is visible to `ps`.
     token_file     --token-file     BGW_TOKEN_FILE
         A file holding the token (e.g. /run/secrets/bgw_blue); not with token.
     color          --color          BGW_COLOR          optional
