@@ -12,11 +12,16 @@ mod notify;
 mod prober;
 #[path = "bench/switch.rs"]
 mod switch;
+#[path = "bench/watchdog.rs"]
+mod watchdog;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wants("watchdog") {
+        watchdog::run().await?;
+    }
     if wants("notify") {
         notify::run().await?;
     }
