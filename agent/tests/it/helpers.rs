@@ -164,7 +164,21 @@ pub fn testapp_bin() -> PathBuf {
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let target_dir = profile_dir.parent().unwrap();
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // `cargo test` gives this process CARGO_PKG_*, CARGO_MANIFEST_DIR...;
+        // build scripts that watch them (ring's) would rebuild, and then
+        // rebuild again on the next `cargo test`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_")
+                && !matches!(&*name, "CARGO_HOME" | "CARGO_TARGET_DIR")
+                && !name.starts_with("CARGO_BUILD_")
+                && !name.starts_with("CARGO_REGISTRIES_")
+            {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = cargo
             .args(["build", "--quiet", "-p", "bgw-e2e", "--bin", "bgw-testapp"])
             .arg("--manifest-path")
             .arg(manifest)
