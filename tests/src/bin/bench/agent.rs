@@ -11,9 +11,9 @@
 //!
 //! The agent measured is the one next to `bench`, or `BENCH_AGENT_BIN`.
 //!
-//! Build first: `cargo build --release -p bgw-agent -p bgw-e2e --bins`
-//! (and, for the small profile's size, `cargo build --profile release-small
-//! -p bgw-agent`), then `target/release/bench agent`.
+//! Build first: `cargo build --release --workspace --bins` (and, for the
+//! small profile's size, `cargo build --profile release-small -p
+//! bgw-agent`), then `target/release/bench agent`.
 
 use anyhow::{bail, Context};
 use axum::routing::post;
@@ -242,9 +242,13 @@ fn sibling(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it with `cargo build --{} -p bgw-agent -p bgw-e2e --bins`",
+            "{} not found: build it with `cargo build{} --workspace --bins`",
             path.display(),
-            profile(dir)
+            match profile(dir) {
+                "debug" => "",
+                "release" => " --release",
+                _ => " --profile <this profile>",
+            }
         );
     }
     Ok(path)
