@@ -136,7 +136,8 @@ CONFIGURATION (flags win over environment, environment over the file):
     check          --check          BGW_CHECK          required
         The watchdog's `service` check this instance belongs to, e.g. blue.
     token          --token          BGW_TOKEN          required, or token_file
-        The check's bearer token. Never logged.
+        The check's bearer token. Never logged. Prefer BGW_TOKEN or
+        token_file: a flag's value is visible to `ps`.
     token_file     --token-file     BGW_TOKEN_FILE
         A file holding the token (e.g. /run/secrets/bgw_blue); not with token.
     color          --color          BGW_COLOR          optional
@@ -146,7 +147,8 @@ CONFIGURATION (flags win over environment, environment over the file):
     instance       --instance       BGW_INSTANCE       default: the hostname
         This instance's name (/etc/hostname, else $HOSTNAME).
     interval       --interval       BGW_INTERVAL       default: 5s
-        Time between heartbeats: 500ms, 5s, 1m...
+        Time between heartbeats: 500ms, 5s, 1m... (sent a tenth early, at most
+        1s, so they reach a watchdog whose period equals it in time).
     app_url        --app-url        BGW_APP_URL        default: http://127.0.0.1:3000/ping
         Probed (GET) before each heartbeat; 2xx is ok.
     timeout        --timeout        BGW_TIMEOUT        default: 2s

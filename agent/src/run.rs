@@ -197,12 +197,12 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = signals.term.recv() => {
-                    drop(round.take());
-                    return self.shutdown(child, Signal::TERM, "SIGTERM", seq + 1, signals).await;
+                    let seq = next_seq(seq, round.take());
+                    return self.shutdown(child, Signal::TERM, "SIGTERM", seq, signals).await;
                 }
                 _ = signals.int.recv() => {
-                    drop(round.take());
-                    return self.shutdown(child, Signal::INT, "SIGINT", seq + 1, signals).await;
+                    let seq = next_seq(seq, round.take());
+                    return self.shutdown(child, Signal::INT, "SIGINT", seq, signals).await;
                 }
                 Some(sig) = signals.passthrough.next() => {
                     if let Some(c) = &child {
@@ -210,8 +210,8 @@ impl Agent {
                     }
                 }
                 status = wait(&mut child) => {
-                    drop(round.take());
-                    return self.child_died(status, seq + 1).await;
+                    let seq = next_seq(seq, round.take());
+                    return self.child_died(status, seq).await;
                 }
                 result = poll(&mut round) => {
                     round = None;
@@ -298,6 +298,15 @@ impl Agent {
                 Some(sig) = signals.passthrough.next() => child::forward(&child, sig),
             }
         }
+    }
+}
+
+/// The `seq` of a final heartbeat. A round cut short may already have
+/// delivered `seq + 1`; the final word must not look like its retry.
+fn next_seq<T>(seq: u64, cut_short: Option<T>) -> u64 {
+    match cut_short {
+        Some(_) => seq + 2,
+        None => seq + 1,
     }
 }
 

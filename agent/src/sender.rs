@@ -80,6 +80,15 @@ impl Sender {
     }
 }
 
+/// The time between two heartbeats: `interval` less a tenth (at most 1 s).
+/// A watchdog whose `period` equals the agents' `interval` sets each deadline
+/// one period after the last heartbeat arrived; sending exactly every
+/// interval, any heartbeat that took a millisecond longer than the one before
+/// would arrive after it and the check would flap between `up` and `late`.
+pub fn cadence(interval: Duration) -> Duration {
+    interval - (interval / 10).min(Duration::from_secs(1))
+}
+
 /// How loud a log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -93,7 +102,8 @@ pub enum Level {
 pub struct Link {
     /// `host:port` of the watchdog, for log lines.
     name: String,
-    interval: Duration,
+    /// Time from one heartbeat to the next: the interval less a little slack.
+    cadence: Duration,
     backoff: Backoff,
     /// Failed attempts and start of the current outage, if any.
     outage: Option<(u32, Instant)>,
@@ -102,15 +112,17 @@ pub struct Link {
 }
 
 impl Link {
-    /// Backoff starts at an eighth of the interval (100 ms to 1 s) and is
-    /// capped at the interval, so a watchdog that comes back hears from every
-    /// agent within one interval, not all at the same instant.
+    /// Heartbeats go out every [`cadence`]`(interval)`. Backoff starts at an
+    /// eighth of the interval (100 ms to 1 s) and is capped at the cadence,
+    /// so a watchdog that comes back hears from every agent within one
+    /// interval, not all at the same instant.
     pub fn new(name: String, interval: Duration) -> Link {
+        let cadence = cadence(interval);
         let base = (interval / 8).clamp(Duration::from_millis(100), Duration::from_secs(1));
         Link {
             name,
-            interval,
-            backoff: Backoff::new(base.min(interval), interval),
+            cadence,
+            backoff: Backoff::new(base.min(cadence), cadence),
             outage: None,
             rejected: None,
         }
@@ -140,7 +152,7 @@ impl Link {
         match delivery {
             Delivery::Accepted => {
                 self.rejected = None;
-                (self.interval, logs)
+                (self.cadence, logs)
             }
             Delivery::Unreachable(reason) => {
                 match &mut self.outage {
@@ -175,7 +187,7 @@ impl Link {
                         ),
                     ));
                 }
-                (self.interval, logs)
+                (self.cadence, logs)
             }
         }
     }
@@ -212,7 +224,7 @@ mod tests {
         assert!(link.in_outage());
         let (wait, logs) = link.record(&Delivery::Accepted, t0 + Duration::from_secs(25));
         lines.extend(logs);
-        assert_eq!(wait, interval);
+        assert_eq!(wait, cadence(interval));
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0].0, Level::Warn);
         assert!(lines[0]
@@ -229,6 +241,17 @@ mod tests {
     }
 
     #[test]
+    fn heartbeats_go_out_a_little_ahead_of_the_interval() {
+        assert_eq!(cadence(Duration::from_secs(1)), Duration::from_millis(900));
+        assert_eq!(cadence(Duration::from_secs(5)), Duration::from_millis(4500));
+        assert_eq!(cadence(Duration::from_secs(30)), Duration::from_secs(29));
+        assert_eq!(
+            cadence(Duration::from_millis(200)),
+            Duration::from_millis(180)
+        );
+    }
+
+    #[test]
     fn backoff_starts_small_and_resets_after_success() {
         let mut link = Link::new("w".into(), Duration::from_secs(8));
         let (first, _) = link.record(&unreachable(), Instant::now());
@@ -237,8 +260,10 @@ mod tests {
             link.record(&unreachable(), Instant::now());
         }
         let (late, _) = link.record(&unreachable(), Instant::now());
+        // Capped at the cadence, jittered down to half of it at most.
+        let cap = cadence(Duration::from_secs(8));
         assert!(
-            late >= Duration::from_secs(4),
+            late >= cap / 2 && late <= cap,
             "grows toward the interval: {late:?}"
         );
         link.record(&Delivery::Accepted, Instant::now());
@@ -254,7 +279,7 @@ mod tests {
             error: "wrong token".into(),
         };
         let (wait, logs) = link.record(&rejected(401), Instant::now());
-        assert_eq!(wait, Duration::from_secs(5));
+        assert_eq!(wait, cadence(Duration::from_secs(5)));
         assert_eq!(logs.len(), 1);
         assert_eq!(logs[0].0, Level::Error);
         assert!(

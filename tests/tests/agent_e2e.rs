@@ -5,57 +5,50 @@
 //! wrapper mode takes it down at once, and a SIGTERM is a planned stop that
 //! raises nothing.
 
+use bgw_e2e::bin;
+use bgw_e2e::watchdog::{free_port, spawn_watchdog, Watchdog, BLUE_TOKEN};
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "e2e-admin-token";
-const TOKEN: &str = "e2e-blue-token";
 /// Every wait polls up to this long.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// `target/<profile>/<name>` for the three binaries, built once (a no-op
-/// when `cargo build --workspace --bins` already ran, as in `.ci/run`).
-fn bin(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap(); // target/<profile>/deps/agent_e2e-<hash>
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet"])
-            .arg("--manifest-path")
-            .arg(manifest)
-            .arg("--target-dir")
-            .arg(profile_dir.parent().unwrap());
-        if profile_dir.file_name().unwrap() == "release" {
-            cmd.arg("--release");
-        }
-        for (pkg, bin) in [
-            ("bgw-watchdog", "bgw-watchdog"),
-            ("bgw-agent", "bgw-agent"),
-            ("bgw-e2e", "bgw-testapp"),
-        ] {
-            cmd.args(["-p", pkg, "--bin", bin]);
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "building the binaries failed"
-        );
-        profile_dir
-    });
-    dir.join(name)
+/// The real watchdog with one `service` check `blue`.
+async fn watchdog(period: &str, grace: &str) -> Watchdog {
+    spawn_watchdog(&format!(
+        r#"
+[[check]]
+name = "blue"
+kind = "service"
+color = "blue"
+period = "{period}"
+grace = "{grace}"
+min_instances = 1
+token = "{BLUE_TOKEN}"
+"#
+    ))
+    .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+async fn check(w: &Watchdog) -> Value {
+    let (status, body) = w.admin_get("/api/v1/checks/blue").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls until `f` holds on the check `blue`; returns it.
+async fn wait_check(w: &Watchdog, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let check = check(w).await;
+        if f(&check) {
+            return check;
+        }
+        assert!(start.elapsed() < DEADLINE, "waiting for {what}: {check}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A process (and its process group) killed on drop.
@@ -104,117 +97,12 @@ impl Drop for Proc {
     }
 }
 
-/// The real watchdog with one `service` check `blue`.
-struct Watchdog {
-    _dir: tempfile::TempDir,
-    base: String,
-    http: reqwest::Client,
-    _proc: Proc,
-}
-
-impl Watchdog {
-    async fn start(period: &str, grace: &str, min_instances: u32) -> Watchdog {
-        let dir = tempfile::tempdir().unwrap();
-        // A child cannot be handed port 0: take a free one and release it.
-        let port = free_port();
-        let config = dir.path().join("watchdog.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"listen = "127.0.0.1:{port}"
-database = "sqlite://{db}"
-log_dir = "{log}"
-admin_token = "{ADMIN}"
-
-[[check]]
-name = "blue"
-kind = "service"
-color = "blue"
-period = "{period}"
-grace = "{grace}"
-min_instances = {min_instances}
-token = "{TOKEN}"
-"#,
-                db = dir.path().join("watchdog.db").display(),
-                log = dir.path().join("log").display(),
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(bin("bgw-watchdog"));
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "warn");
-        let mut proc = Proc::spawn(cmd);
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(proc.0.try_wait().unwrap().is_none(), "the watchdog exited");
-            assert!(start.elapsed() < DEADLINE, "the watchdog did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Watchdog {
-            _dir: dir,
-            base,
-            http,
-            _proc: proc,
-        }
-    }
-
-    async fn admin_get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
-    async fn check(&self) -> Value {
-        self.admin_get("/api/v1/checks/blue").await
-    }
-
-    async fn events(&self) -> Vec<Value> {
-        self.admin_get("/api/v1/events?since=0").await["events"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// Polls until `f` holds on the check; returns it.
-    async fn wait_check(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let check = self.check().await;
-            if f(&check) {
-                return check;
-            }
-            assert!(start.elapsed() < DEADLINE, "waiting for {what}: {check}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn wait_state(&self, state: &str) -> Value {
-        self.wait_check(&format!("state {state}"), |c| c["state"] == state)
-            .await
-    }
-}
-
 /// `bgw-agent` for check `blue`; `wrap` = the app's port in wrapper mode.
 fn agent(w: &Watchdog, instance: &str, app_port: u16, interval: &str, wrap: bool) -> Proc {
     let mut cmd = Command::new(bin("bgw-agent"));
     cmd.env_clear()
         .env("BGW_WATCHDOG_URL", &w.base)
-        .env("BGW_TOKEN", TOKEN)
+        .env("BGW_TOKEN", BLUE_TOKEN)
         .args(["--check", "blue", "--color", "blue", "--instance", instance])
         .args(["--interval", interval])
         .arg("--app-url")
@@ -253,19 +141,34 @@ fn instance_events<'a>(events: &'a [Value], instance: &str, change: &str) -> Vec
 
 #[tokio::test]
 async fn an_agent_brings_its_service_up_and_kill_9_takes_it_down_after_period_plus_grace() {
-    let w = Watchdog::start("1s", "1s", 1).await;
+    let w = watchdog("1s", "1s").await;
     let port = free_port();
     let _app = testapp(port);
     let mut agent = agent(&w, "a1", port, "1s", false);
 
-    let up = w.wait_state("up").await;
+    w.wait_state("blue", "up").await;
+    let up = check(&w).await;
     assert_eq!(up["instances"][0]["instance"], "a1", "{up}");
     assert_eq!(up["instances"][0]["status"], "ok", "{up}");
+
+    // Heartbeats every 1 s against a 1 s period must not flap to `late`.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events = w.events().await;
+    let first_up = events
+        .iter()
+        .position(|e| e["kind"] == "state" && e["to"] == "up")
+        .unwrap();
+    let flaps: Vec<_> = events[first_up..]
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .collect();
+    assert_eq!(flaps.len(), 1, "the service left `up`: {flaps:?}");
 
     agent.0.kill().unwrap(); // SIGKILL: no goodbye
     agent.0.wait().unwrap();
     let killed = Instant::now();
-    let down = w.wait_state("down").await;
+    w.wait_state("blue", "down").await;
+    let down = check(&w).await;
     println!("kill -9 → down in {} ms", killed.elapsed().as_millis());
     let reason = down["reason"].as_str().unwrap();
     assert!(
@@ -286,10 +189,10 @@ async fn an_agent_brings_its_service_up_and_kill_9_takes_it_down_after_period_pl
 async fn an_app_crash_in_wrapper_mode_takes_the_service_down_at_once() {
     // A 60 s deadline: only the agent's event-driven `fail` can explain a
     // quick `down`.
-    let w = Watchdog::start("30s", "30s", 1).await;
+    let w = watchdog("30s", "30s").await;
     let port = free_port();
     let mut agent = agent(&w, "a1", port, "30s", true);
-    w.wait_state("up").await;
+    w.wait_state("blue", "up").await;
 
     let crashed = Instant::now();
     reqwest::Client::new()
@@ -311,7 +214,8 @@ async fn an_app_crash_in_wrapper_mode_takes_the_service_down_at_once() {
         crashed.elapsed().as_millis()
     );
     assert_eq!(failing["reason"], "app exited with code 3", "{failing}");
-    let down = w.wait_state("down").await;
+    w.wait_state("blue", "down").await;
+    let down = check(&w).await;
     assert!(
         down["reason"]
             .as_str()
@@ -324,11 +228,11 @@ async fn an_app_crash_in_wrapper_mode_takes_the_service_down_at_once() {
 
 #[tokio::test]
 async fn sigterm_is_a_planned_stop_that_raises_no_alert() {
-    let w = Watchdog::start("1s", "1s", 1).await;
+    let w = watchdog("1s", "1s").await;
     let (p1, p2) = (free_port(), free_port());
     let mut a1 = agent(&w, "a1", p1, "1s", true);
     let _a2 = agent(&w, "a2", p2, "1s", true);
-    w.wait_check("two instances up", |c| {
+    wait_check(&w, "two instances up", |c| {
         c["state"] == "up"
             && c["instances"]
                 .as_array()
@@ -339,13 +243,12 @@ async fn sigterm_is_a_planned_stop_that_raises_no_alert() {
     a1.signal("TERM");
     assert_eq!(a1.wait_exit().await.code(), Some(0), "the app's code");
     // a1 is dropped at its deadline (period + grace after its goodbye).
-    let after = w
-        .wait_check("a1 to be gone", |c| {
-            c["instances"]
-                .as_array()
-                .is_some_and(|i| i.iter().all(|i| i["instance"] != "a1"))
-        })
-        .await;
+    let after = wait_check(&w, "a1 to be gone", |c| {
+        c["instances"]
+            .as_array()
+            .is_some_and(|i| i.iter().all(|i| i["instance"] != "a1"))
+    })
+    .await;
     assert_eq!(after["state"], "up", "{after}");
     let events = w.events().await;
     assert_eq!(

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,10 @@ pub struct Received {
 struct Shared {
     token: String,
     received: Arc<Mutex<Vec<Received>>>,
+    /// When non-zero, every request is answered with this status.
+    answer: Arc<AtomicU16>,
+    /// Every request, whatever the answer.
+    requests: Arc<AtomicUsize>,
 }
 
 /// An in-test watchdog: `POST /api/v1/heartbeat` checks the bearer token,
@@ -56,6 +61,8 @@ struct Shared {
 pub struct FakeWatchdog {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    answer: Arc<AtomicU16>,
+    requests: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -73,8 +80,11 @@ impl FakeWatchdog {
         let shared = Shared {
             token: TOKEN.to_string(),
             received: Arc::default(),
+            answer: Arc::default(),
+            requests: Arc::default(),
         };
         let received = shared.received.clone();
+        let (answer, requests) = (shared.answer.clone(), shared.requests.clone());
         let app = Router::new()
             .route("/api/v1/heartbeat", post(heartbeat))
             .with_state(shared);
@@ -84,8 +94,24 @@ impl FakeWatchdog {
         FakeWatchdog {
             addr,
             received,
+            answer,
+            requests,
             server,
         }
+    }
+
+    /// Answers every request with `status` (e.g. 503) until `answer_normally`.
+    pub fn answer_with(&self, status: u16) {
+        self.answer.store(status, Ordering::SeqCst);
+    }
+
+    pub fn answer_normally(&self) {
+        self.answer.store(0, Ordering::SeqCst);
+    }
+
+    /// Requests received so far, whatever the answer.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -125,6 +151,14 @@ async fn heartbeat(
     headers: HeaderMap,
     body: String,
 ) -> (StatusCode, String) {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let forced = shared.answer.load(Ordering::SeqCst);
+    if forced != 0 {
+        return (
+            StatusCode::from_u16(forced).unwrap(),
+            r#"{"error":"forced"}"#.into(),
+        );
+    }
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -164,7 +198,21 @@ pub fn testapp_bin() -> PathBuf {
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let target_dir = profile_dir.parent().unwrap();
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // `cargo test` gives this process CARGO_PKG_*, CARGO_MANIFEST_DIR...;
+        // build scripts that watch them (ring's) would rebuild, and then
+        // rebuild again on the next `cargo test`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_")
+                && !matches!(&*name, "CARGO_HOME" | "CARGO_TARGET_DIR")
+                && !name.starts_with("CARGO_BUILD_")
+                && !name.starts_with("CARGO_REGISTRIES_")
+            {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = cargo
             .args(["build", "--quiet", "-p", "bgw-e2e", "--bin", "bgw-testapp"])
             .arg("--manifest-path")
             .arg(manifest)

@@ -278,6 +278,73 @@ async fn an_outage_of_the_watchdog_is_logged_once_and_never_stops_the_app() {
 }
 
 #[tokio::test]
+async fn a_watchdog_answering_5xx_is_retried_with_backoff_and_logged_once() {
+    let watchdog = FakeWatchdog::start().await;
+    watchdog.answer_with(503);
+    let app = TestApp::start().await;
+    let args = base_args(&watchdog.url(), &app.ping_url(), "4s");
+    let agent = agent(&strs(&args), &token_env());
+    agent.wait_stderr("watchdog unreachable").await;
+    let start = std::time::Instant::now();
+    eventually("several retries", || {
+        (watchdog.requests() >= 4).then_some(())
+    })
+    .await;
+    // On the interval alone, 4 attempts would take 3 intervals (10.8 s).
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "no backoff retries"
+    );
+    watchdog.answer_normally();
+    let beat = watchdog
+        .wait_for("a heartbeat after the 503s", |_| true)
+        .await;
+    assert_eq!(beat.heartbeat.status, HeartbeatStatus::Ok);
+    assert!(
+        beat.heartbeat.seq >= 5,
+        "each retry is a fresh heartbeat: {beat:?}"
+    );
+    agent.wait_stderr("reachable again").await;
+    let stderr = agent.stderr();
+    assert_eq!(
+        stderr.matches("watchdog unreachable").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("answered 503"), "{stderr}");
+    assert_no_token(&agent);
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let app = TestApp::start().await;
+    let args = base_args(
+        &format!("http://127.0.0.1:{}", free_port()),
+        &app.ping_url(),
+        "200ms",
+    );
+    let mut args = strs(&args);
+    args.extend(["--log-format", "json"]);
+    let mut agent = agent(&args, &token_env());
+    agent.wait_stderr("watchdog unreachable").await;
+    agent.signal(Signal::TERM);
+    assert_eq!(agent.wait_exit().await.code(), Some(0));
+    let stderr = agent.stderr();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    assert!(lines
+        .iter()
+        .all(|l| l["ts"].is_string() && l["target"] == "bgw-agent"));
+    assert!(lines
+        .iter()
+        .any(|l| l["level"] == "WARN" && l["msg"].as_str().unwrap().contains("unreachable")));
+    assert_no_token(&agent);
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_logged_once_and_never_printed() {
     let watchdog = FakeWatchdog::start().await;
     let app = TestApp::start().await;

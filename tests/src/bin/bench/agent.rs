@@ -1,17 +1,25 @@
-//! Agent footprint benchmark: the release `bgw-agent` binary's size, and the
-//! resident memory and CPU time of an agent sending one heartbeat per second
-//! (sidecar mode, probing a real `bgw-testapp`) to an in-process watchdog
-//! stand-in that accepts every heartbeat. Runs 60 s, or
-//! `BGW_BENCH_AGENT_SECS` seconds. The agent measured is the one next to
-//! `bench`, or `BGW_BENCH_AGENT_BIN`. Prints figures; asserts nothing.
+//! Agent benchmarks. Prints figures; asserts nothing.
 //!
-//! Build first: `cargo build --release -p bgw-agent -p bgw-e2e --bins`
-//! (and, for the small profile's size, `cargo build --profile release-small
-//! -p bgw-agent`), then `target/release/bench agent`.
+//! - Footprint: the `bgw-agent` binary's size, and the resident memory and
+//!   CPU time of an agent sending one heartbeat per second (sidecar mode,
+//!   probing a real `bgw-testapp`) to an in-process watchdog stand-in that
+//!   accepts every heartbeat. Runs 60 s, or `BENCH_AGENT_SECS` seconds.
+//! - Crash to Slack: in wrapper mode, the time from the app's crash to the
+//!   `DOWN` message at a local Slack receiver, through the real
+//!   `bgw-watchdog` (`group_window = "0s"`: the default 2 s grouping window
+//!   would add 2 s), over `BENCH_AGENT_CRASHES` crashes (default 5).
+//!
+//! The agent measured is the one next to `bench`, or `BENCH_AGENT_BIN`.
+//!
+//! Build first: `cargo build --release --workspace --bins` (and, for the
+//! small profile's size, `cargo build --profile release-small -p
+//! bgw-agent`), then `target/release/bench agent`.
 
 use anyhow::{bail, Context};
 use axum::routing::post;
 use axum::Router;
+use bgw_e2e::slack::SlackReceiver;
+use bgw_e2e::watchdog::{spawn_watchdog_with, BLUE_TOKEN};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +31,13 @@ use std::time::{Duration, Instant};
 const WARM_UP: Duration = Duration::from_secs(3);
 
 pub async fn run() -> anyhow::Result<()> {
-    let secs: u64 = match std::env::var("BGW_BENCH_AGENT_SECS") {
-        Ok(v) => v
-            .parse()
-            .context("BGW_BENCH_AGENT_SECS: expected seconds")?,
+    footprint().await?;
+    crash_to_slack().await
+}
+
+async fn footprint() -> anyhow::Result<()> {
+    let secs: u64 = match std::env::var("BENCH_AGENT_SECS") {
+        Ok(v) => v.parse().context("BENCH_AGENT_SECS: expected seconds")?,
         Err(_) => 60,
     };
     let run_for = Duration::from_secs(secs.max(WARM_UP.as_secs() + 1));
@@ -34,12 +45,9 @@ pub async fn run() -> anyhow::Result<()> {
         .parent()
         .context("bench has no directory")?
         .to_path_buf();
-    let agent_bin = match std::env::var_os("BGW_BENCH_AGENT_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => sibling(&dir, "bgw-agent")?,
-    };
+    let agent_bin = agent_bin(&dir)?;
     let testapp_bin = sibling(&dir, "bgw-testapp")?;
-    println!("== agent: footprint of bgw-agent at 1 heartbeat/s");
+    println!("== agent: footprint of bgw-agent with interval 1s (it sends every 0.9 s)");
     println!("   measured: {}", agent_bin.display());
     if let Some(target) = dir.parent() {
         for profile in ["release", "release-small"] {
@@ -126,6 +134,100 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The app's crash (`POST /control/exit?code=1`) → the `DOWN` message at the
+/// Slack receiver, through the real watchdog, in wrapper mode.
+async fn crash_to_slack() -> anyhow::Result<()> {
+    let crashes: usize = match std::env::var("BENCH_AGENT_CRASHES") {
+        Ok(v) => v.parse().context("BENCH_AGENT_CRASHES: expected a count")?,
+        Err(_) => 5,
+    };
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("bench has no directory")?
+        .to_path_buf();
+    let agent_bin = agent_bin(&dir)?;
+    let testapp_bin = sibling(&dir, "bgw-testapp")?;
+    sibling(&dir, "bgw-watchdog")?;
+    let slack = SlackReceiver::start().await;
+    // A 60 s deadline: only the agent's own `fail` can bring the alert early.
+    let checks = format!(
+        "[[check]]\nname = \"blue\"\nkind = \"service\"\ncolor = \"blue\"\n\
+         period = \"30s\"\ngrace = \"30s\"\ntoken = \"{BLUE_TOKEN}\"\n"
+    );
+    let notify = format!(
+        "[notify]\ngroup_window = \"0s\"\nflap_threshold = 1000\n\
+         [notify.slack]\nwebhook_url = \"{}\"\n",
+        slack.url()
+    );
+    let watchdog = spawn_watchdog_with(&checks, &notify).await;
+    println!(
+        "== agent: app crash in wrapper mode → Slack DOWN message ({crashes} crashes, real watchdog)"
+    );
+    let mut latencies = Vec::with_capacity(crashes);
+    for round in 0..crashes {
+        let port = free_port()?;
+        let mut agent = Killed(
+            Command::new(&agent_bin)
+                .env_clear()
+                .env("BGW_TOKEN", BLUE_TOKEN)
+                .args(["--watchdog-url", &watchdog.base])
+                .args(["--check", "blue", "--color", "blue", "--instance", "bench"])
+                .args(["--interval", "30s"])
+                .args(["--app-url", &format!("http://127.0.0.1:{port}/ping")])
+                .arg("--")
+                .arg(&testapp_bin)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start bgw-agent")?,
+        );
+        watchdog.wait_state("blue", "up").await;
+        // After the first round the recovery sends `UP`: wait for it, so the
+        // next message is the crash's.
+        let before = slack
+            .wait_for(2 * round, Duration::from_secs(20))
+            .await
+            .len();
+        let crashed = Instant::now();
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/control/exit?code=1"))
+            .send()
+            .await
+            .context("crash the app")?;
+        let messages = slack.wait_for(before + 1, Duration::from_secs(20)).await;
+        let text = messages[before]["text"].as_str().unwrap_or("");
+        if !text.contains("DOWN") {
+            bail!("expected a DOWN message, got {text:?}");
+        }
+        let latency = slack.received_at()[before].saturating_duration_since(crashed);
+        println!(
+            "   crash {}: DOWN at Slack after {} ms",
+            round + 1,
+            latency.as_millis()
+        );
+        latencies.push(latency);
+        let _ = agent.0.wait();
+    }
+    latencies.sort();
+    if let (Some(min), Some(max)) = (latencies.first(), latencies.last()) {
+        println!(
+            "   min {} ms, median {} ms, max {} ms (the crash request itself included)",
+            min.as_millis(),
+            latencies[latencies.len() / 2].as_millis(),
+            max.as_millis()
+        );
+    }
+    Ok(())
+}
+
+fn agent_bin(dir: &Path) -> anyhow::Result<PathBuf> {
+    match std::env::var_os("BENCH_AGENT_BIN") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => sibling(dir, "bgw-agent"),
+    }
+}
+
 /// A child killed on drop.
 struct Killed(Child);
 
@@ -140,9 +242,13 @@ fn sibling(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it with `cargo build --{} -p bgw-agent -p bgw-e2e --bins`",
+            "{} not found: build it with `cargo build{} --workspace --bins`",
             path.display(),
-            profile(dir)
+            match profile(dir) {
+                "debug" => "",
+                "release" => " --release",
+                _ => " --profile <this profile>",
+            }
         );
     }
     Ok(path)
