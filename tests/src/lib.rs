@@ -3,6 +3,7 @@
 pub mod nginx;
 pub mod slack;
 pub mod smtp;
+pub mod system;
 pub mod watchdog;
 
 use std::path::PathBuf;
