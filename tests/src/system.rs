@@ -159,11 +159,7 @@ impl System {
             Ok(Proc(child))
         };
         let agents = vec![
-            agent(
-                Color::Blue,
-                fixture.blue.port,
-                crate::watchdog::BLUE_TOKEN,
-            )?,
+            agent(Color::Blue, fixture.blue.port, crate::watchdog::BLUE_TOKEN)?,
             agent(Color::Green, fixture.green.port, GREEN_TOKEN)?,
         ];
         let s = &fixture.settings;
@@ -235,6 +231,29 @@ impl System {
             }
             if Instant::now() > deadline {
                 bail!("no {kind} event within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls (up to `limit`) until there are at least `n` events of `kind`.
+    pub async fn wait_events(
+        &self,
+        kind: &str,
+        n: usize,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self.events_of(kind).await;
+            if found.len() >= n {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} {kind} events within {limit:?}, expected {n}",
+                    found.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

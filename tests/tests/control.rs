@@ -46,7 +46,11 @@ async fn toggle_through_the_cli_switches_nginx_and_live_prints_the_new_color() {
 
     let out = s.cli(&["toggle"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("switched blue -> green"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("switched blue -> green"),
+        "{}",
+        stdout(&out)
+    );
     s.wait_served_by(Color::Green, WAIT).await.unwrap();
     assert_eq!(live_file(&s), "green");
     let out = s.cli(&["live"]);
@@ -56,7 +60,10 @@ async fn toggle_through_the_cli_switches_nginx_and_live_prints_the_new_color() {
     );
     let (code, live) = s.watchdog.admin_get("/api/v1/live").await;
     assert_eq!(code, 200);
-    assert_eq!((live["live"].as_str(), live["idle"].as_str()), (Some("green"), Some("blue")));
+    assert_eq!(
+        (live["live"].as_str(), live["idle"].as_str()),
+        (Some("green"), Some("blue"))
+    );
     assert!(live["since"].is_string(), "{live}");
 
     // Toggling to the live color re-renders and reloads; still green.
@@ -106,7 +113,11 @@ async fn deploy_to_the_live_color_is_refused_and_deploy_scale_and_silences_work_
     assert_eq!(out.status.code(), Some(1));
     let out = s.cli(&["scale", "green", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("scaling green to 3"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("scaling green to 3"),
+        "{}",
+        stdout(&out)
+    );
     let refused = s.events_of("deploy_refused").await;
     assert_eq!(refused.len(), 2, "{refused:?}");
     assert_eq!(s.events_of("deploy").await.len(), 1);
@@ -133,7 +144,10 @@ async fn a_new_color_that_breaks_after_a_toggle_is_rolled_back_automatically() {
     toggle_to_green(&s).await;
     s.fixture.green.control("fail").await.unwrap();
     let e = s.wait_event("rollback", WAIT).await.unwrap();
-    assert_eq!((e["data"]["from"].as_str(), e["data"]["to"].as_str()), (Some("green"), Some("blue")));
+    assert_eq!(
+        (e["data"]["from"].as_str(), e["data"]["to"].as_str()),
+        (Some("green"), Some("blue"))
+    );
     let reason = e["reason"].as_str().unwrap();
     assert!(reason.starts_with("green failed "), "{reason}");
     assert!(reason.contains("after toggle (agents: "), "{reason}");
@@ -141,16 +155,23 @@ async fn a_new_color_that_breaks_after_a_toggle_is_rolled_back_automatically() {
     s.wait_served_by(Color::Blue, WAIT).await.unwrap();
     assert_eq!(live_file(&s), "blue");
     let log = s.watchdog.log_text();
-    assert!(log.contains("] - ROLLBACK: green -> blue: green failed "), "{log}");
+    assert!(
+        log.contains("] - ROLLBACK: green -> blue: green failed "),
+        "{log}"
+    );
 
     // Latched, and the notification of the rollback is in the outbox.
     let status = s.rollback_status().await;
     assert_eq!(status["state"], "latched", "{status}");
     let out = s.cli(&["rollback", "status"]);
-    assert!(stdout(&out).starts_with("automatic rollback: latched"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("automatic rollback: latched"),
+        "{}",
+        stdout(&out)
+    );
     let (_, n) = s.watchdog.admin_get("/api/v1/notifications").await;
     let _ = n; // no channels configured here: nothing to deliver, nothing to assert
-    // Never flips back: green is still broken but blue is live and healthy.
+               // Never flips back: green is still broken but blue is live and healthy.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(s.events_of("rollback").await.len(), 1);
     assert_eq!(served_by(s.live_port()).await.as_deref(), Some("blue"));
@@ -179,8 +200,14 @@ async fn a_broken_previous_color_is_not_switched_to_and_the_refusal_is_recorded(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let reason = refusal["reason"].as_str().unwrap();
-    assert!(reason.contains("not switching to blue: blue is not healthy either"), "{reason}");
-    assert!(reason.contains("blue-direct: GET http://127.0.0.1:"), "{reason}");
+    assert!(
+        reason.contains("not switching to blue: blue is not healthy either"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("blue-direct: GET http://127.0.0.1:"),
+        "{reason}"
+    );
     // Recorded once, not at every evaluation.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let same: Vec<_> = s
@@ -194,7 +221,10 @@ async fn a_broken_previous_color_is_not_switched_to_and_the_refusal_is_recorded(
     assert_eq!(live_file(&s), "green");
     assert_eq!(served_by(s.live_port()).await.as_deref(), Some("green"));
     let log = s.watchdog.log_text();
-    assert!(log.contains("] - WARNING: ROLLBACK REFUSED: green failed "), "{log}");
+    assert!(
+        log.contains("] - WARNING: ROLLBACK REFUSED: green failed "),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -222,7 +252,10 @@ async fn after_one_automatic_switch_it_stays_latched_until_rearm() {
             .into_iter()
             .find(|e| e["data"]["rule"] == "latched");
         if let Some(e) = latched {
-            assert!(e["reason"].as_str().unwrap().contains("rollback rearm"), "{e}");
+            assert!(
+                e["reason"].as_str().unwrap().contains("rollback rearm"),
+                "{e}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no latched refusal");
@@ -233,9 +266,13 @@ async fn after_one_automatic_switch_it_stays_latched_until_rearm() {
 
     let out = s.cli(&["rollback", "rearm"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("automatic rollback: armed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("automatic rollback: armed"),
+        "{}",
+        stdout(&out)
+    );
     s.wait_served_by(Color::Green, WAIT).await.unwrap();
-    let rollbacks = s.events_of("rollback").await;
+    let rollbacks = s.wait_events("rollback", 2, WAIT).await.unwrap();
     assert_eq!(rollbacks.len(), 2, "{rollbacks:?}");
     assert_eq!(rollbacks[1]["data"]["to"], "green");
     assert!(!s.events_of("rollback_rearm").await.is_empty());
@@ -265,7 +302,10 @@ async fn within_the_cooldown_no_second_automatic_switch_happens() {
             .into_iter()
             .find(|e| e["data"]["rule"] == "cooldown");
         if let Some(e) = cooldown {
-            assert!(e["reason"].as_str().unwrap().contains("(cooldown 1h)"), "{e}");
+            assert!(
+                e["reason"].as_str().unwrap().contains("(cooldown 1h)"),
+                "{e}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no cooldown refusal");
@@ -289,14 +329,20 @@ async fn dry_run_records_what_it_would_do_and_changes_nothing() {
     let e = s.wait_event("rollback_dry_run", WAIT).await.unwrap();
     assert_eq!(e["data"]["to"], "blue");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(s.events_of("rollback_dry_run").await.len(), 1, "recorded once");
+    assert_eq!(
+        s.events_of("rollback_dry_run").await.len(),
+        1,
+        "recorded once"
+    );
     assert!(s.events_of("rollback").await.is_empty());
     assert_eq!(live_file(&s), "green");
     assert_eq!(served_by(s.live_port()).await.as_deref(), Some("green"));
     assert_eq!(s.rollback_status().await["state"], "armed");
     let log = s.watchdog.log_text();
     assert!(
-        log.contains("] - WARNING: ROLLBACK (dry-run, nothing changed): green -> blue: green failed "),
+        log.contains(
+            "] - WARNING: ROLLBACK (dry-run, nothing changed): green -> blue: green failed "
+        ),
         "{log}"
     );
 }
@@ -330,7 +376,10 @@ async fn a_template_that_fails_nginx_test_makes_toggle_exit_1_and_changes_nothin
     let template_path = s.fixture.path().join("template.conf");
     std::fs::write(
         &template_path,
-        template.replace("worker_processes auto;", "worker_processes auto;\nno_such_directive on;"),
+        template.replace(
+            "worker_processes auto;",
+            "worker_processes auto;\nno_such_directive on;",
+        ),
     )
     .unwrap();
     let conf_before = std::fs::read(&s.fixture.settings.nginx_conf).unwrap();
@@ -339,7 +388,10 @@ async fn a_template_that_fails_nginx_test_makes_toggle_exit_1_and_changes_nothin
     let err = stderr(&out);
     assert!(err.contains("failed at test"), "{err}");
     assert!(err.contains("no_such_directive"), "{err}");
-    assert_eq!(std::fs::read(&s.fixture.settings.nginx_conf).unwrap(), conf_before);
+    assert_eq!(
+        std::fs::read(&s.fixture.settings.nginx_conf).unwrap(),
+        conf_before
+    );
     assert_eq!(live_file(&s), "blue");
     assert_eq!(served_by(s.live_port()).await.as_deref(), Some("blue"));
     let failed = s.events_of("switch_failed").await;
@@ -347,5 +399,8 @@ async fn a_template_that_fails_nginx_test_makes_toggle_exit_1_and_changes_nothin
     assert_eq!(failed[0]["data"]["to"], "green");
     assert!(s.events_of("toggle").await.is_empty());
     let log = s.watchdog.log_text();
-    assert!(log.contains("] - ALERT: SWITCH FAILED: blue -> green: switch to green failed at test"), "{log}");
+    assert!(
+        log.contains("] - ALERT: SWITCH FAILED: blue -> green: switch to green failed at test"),
+        "{log}"
+    );
 }
