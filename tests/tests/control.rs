@@ -38,6 +38,11 @@ async fn toggle_to_green(s: &System) {
 #[tokio::test]
 async fn toggle_through_the_cli_switches_nginx_and_live_prints_the_new_color() {
     let s = system(Options::default()).await;
+    let out = s.cli(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("proxy: live_file "), "{text}");
+    assert!(text.contains("rollback: automatic within 5m of a toggle, quorum 2 observers, fail_after 2, cooldown 0s, failover off"), "{text}");
     let out = s.cli(&["live"]);
     assert_eq!(
         (out.status.code(), stdout(&out).as_str()),
@@ -134,6 +139,10 @@ async fn deploy_to_the_live_color_is_refused_and_deploy_scale_and_silences_work_
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = s.cli(&["silences"]);
     assert_eq!(stdout(&out), "no active silences\n");
+    let out = s.cli(&["silence", "rollback", "10m", "--reason", "drill"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = s.cli(&["silence", "nonsense", "10m", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1));
     let out = s.cli(&["unsilence", &id.to_string()]);
     assert_eq!(out.status.code(), Some(1));
 }
