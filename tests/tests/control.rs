@@ -413,3 +413,54 @@ async fn a_template_that_fails_nginx_test_makes_toggle_exit_1_and_changes_nothin
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_new_color_whose_container_vanishes_is_rolled_back_on_the_agents_silence() {
+    let mut s = system(Options::default()).await;
+    toggle_to_green(&s).await;
+    // The green container is gone: its app and its agent stop at once.
+    drop(s.agents.remove(1));
+    let _ = s.fixture.green.control("exit?code=137").await;
+    let e = s.wait_event("rollback", WAIT).await.unwrap();
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.contains("agents: no heartbeat for "), "{reason}");
+    assert!(reason.contains("checker: live-proxy: "), "{reason}");
+    s.wait_served_by(Color::Blue, WAIT).await.unwrap();
+    assert_eq!(live_file(&s), "blue");
+}
+
+#[tokio::test]
+async fn a_restarted_watchdog_waits_to_hear_from_everyone_then_still_rolls_back() {
+    let mut s = system(Options::default()).await;
+    toggle_to_green(&s).await;
+    s.watchdog.kill9();
+    s.fixture.green.control("fail").await.unwrap();
+    // The stored target states are from before the restart: the observers
+    // must be heard from again before their verdicts count.
+    let restarted = chrono::Utc::now();
+    s.watchdog.start().await;
+    let e = s.wait_event("rollback", WAIT).await.unwrap();
+    assert_eq!(e["data"]["to"], "blue");
+    s.wait_served_by(Color::Blue, WAIT).await.unwrap();
+    // Both observers of the quorum had signalled since the restart.
+    let at: chrono::DateTime<chrono::Utc> = e["at"].as_str().unwrap().parse().unwrap();
+    for check in ["checker", "green"] {
+        let (_, c) = s
+            .watchdog
+            .admin_get(&format!("/api/v1/checks/{check}"))
+            .await;
+        let heard = c["recent_pings"].as_array().unwrap().iter().any(|p| {
+            let t: chrono::DateTime<chrono::Utc> = p["at"].as_str().unwrap().parse().unwrap();
+            t > restarted && t <= at
+        });
+        assert!(
+            heard,
+            "{check} not heard between the restart and the rollback: {c}"
+        );
+    }
+    // The restart did not lose the toggle: the rollback saw its window.
+    assert!(
+        e["reason"].as_str().unwrap().starts_with("green failed "),
+        "{e}"
+    );
+}
