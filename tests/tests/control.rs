@@ -49,7 +49,7 @@ async fn toggle_through_the_cli_switches_nginx_and_live_prints_the_new_color() {
         (Some(0), "blue\n")
     );
 
-    let out = s.cli(&["toggle"]);
+    let out = s.cli(&["toggle", "--reason", "release 1.4"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).starts_with("switched blue -> green"),
@@ -79,6 +79,7 @@ async fn toggle_through_the_cli_switches_nginx_and_live_prints_the_new_color() {
     let toggles = s.events_of("toggle").await;
     assert_eq!(toggles.len(), 2, "{toggles:?}");
     assert_eq!(toggles[0]["reason"], "blue -> green (manual)");
+    assert_eq!(toggles[0]["data"]["why"], "release 1.4");
     // The healthy new color stays: nothing automatic happened.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(s.events_of("rollback").await.is_empty());

@@ -163,11 +163,18 @@ pub async fn live(client: &Client, live_file: &std::path::Path) -> anyhow::Resul
 }
 
 /// `toggle [blue|green]`: exit 0 when switched, 1 refused or failed.
-pub async fn toggle(client: &Client, to: Option<bgw_wire::Color>) -> anyhow::Result<String> {
-    let body = match to {
-        Some(c) => serde_json::json!({ "to": c }),
-        None => serde_json::json!({}),
-    };
+pub async fn toggle(
+    client: &Client,
+    to: Option<bgw_wire::Color>,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut body = serde_json::json!({});
+    if let Some(c) = to {
+        body["to"] = serde_json::json!(c);
+    }
+    if let Some(r) = reason {
+        body["reason"] = serde_json::json!(r);
+    }
     let (code, body) = client.post("/api/v1/toggle", body).await?;
     if code != 200 {
         bail!(error_of(code, &body));

@@ -59,6 +59,9 @@ enum Command {
     Toggle {
         /// The color to make live.
         to: Option<bgw_wire::Color>,
+        /// Why, for the record (shown in the toggle's event).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Update the image of a color's service; refused (exit 1) when it is LIVE.
     Deploy {
@@ -177,8 +180,8 @@ async fn run(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Toggle { to } => {
-            print!("{}", cli::toggle(&client()?, to).await?);
+        Command::Toggle { to, reason } => {
+            print!("{}", cli::toggle(&client()?, to, reason.as_deref()).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploy { color, image } => {
