@@ -39,8 +39,11 @@ use tokio::sync::{watch, Notify};
 pub const WINDOW_TICK: Duration = Duration::from_millis(250);
 /// With `failover` and outside a window: re-evaluate at least this often.
 pub const FAILOVER_TICK: Duration = Duration::from_secs(1);
-/// At most one evaluation per this interval (a storm of heartbeats is one).
+/// At most one evaluation per this interval inside a window (a storm of
+/// heartbeats is one evaluation) ...
 const MIN_GAP: Duration = Duration::from_millis(50);
+/// ... and outside it, with failover (no toggle to undo: less urgent).
+const MIN_GAP_FAILOVER: Duration = Duration::from_millis(250);
 /// Timeout of the direct health probe of the rollback target.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -340,10 +343,11 @@ impl Watcher {
             let in_window = last_toggle.is_some_and(|t| ago(now, t) <= window);
             let active = self.settings.enabled && (self.settings.failover || in_window);
             if active {
+                let gap = if in_window { MIN_GAP } else { MIN_GAP_FAILOVER };
                 if let Some(at) = last_eval {
                     let since = at.elapsed();
-                    if since < MIN_GAP {
-                        tokio::time::sleep(MIN_GAP - since).await;
+                    if since < gap {
+                        tokio::time::sleep(gap - since).await;
                     }
                 }
                 last_eval = Some(Instant::now());
