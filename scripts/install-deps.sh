@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
-# nginx and wrk from Debian's packages, aiosmtpd (a real SMTP server) from PyPI.
+# nginx, wrk, openssl (the SMTP tests' private CA) from Debian's packages,
+# aiosmtpd (a real SMTP server) from PyPI.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

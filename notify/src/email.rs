@@ -14,7 +14,9 @@
 //! When the notification has an event id, the `Message-ID` is derived from it
 //! (`<bgw.42.down.blue@example.org>`), so the rare repeat after a crash
 //! between send and commit is recognised as the same message by mail
-//! clients that de-duplicate on it.
+//! clients that de-duplicate on it. So every notification the caller stores
+//! must carry the id of its own event: a reminder is an event of its own, or
+//! mail clients would fold the second reminder into the first.
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ pub mod round;
 pub mod settings;
 pub mod telemetry;
 
-use bgw_wire::Report;
+use bgw_wire::{ProbeResult, Report};
 use delivery::{Delivery, Endpoint};
 use probe::HttpProber;
 use round::{seed_line, Round, Targets};
@@ -51,31 +51,50 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         interval = %bgw_wire::format_duration(settings.interval),
         "bgw-checker started"
     );
+    let round = std::sync::Arc::new(round);
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Rounds overlap: a target that hangs until `timeout` must not delay the
+    // next reports (each report is also the checker's heartbeat). At most
+    // timeout/interval + 1 rounds are in flight.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(u64, Vec<ProbeResult>)>(8);
+    let mut started = 0u64;
+    let mut last_sent = 0u64;
+    let mut rounds = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {}
-        }
-        let results = tokio::select! {
-            _ = &mut shutdown => break,
-            results = round.run() => results,
-        };
-        for r in &results {
-            let line = seed_line(r, settings.threshold);
-            if r.ok {
-                tracing::info!(target: "bgw_checker::probe", "{line}");
-            } else {
-                tracing::warn!(target: "bgw_checker::probe", "{line}");
+            _ = ticker.tick() => {
+                started += 1;
+                let (seq, round, tx) = (started, round.clone(), done_tx.clone());
+                rounds.spawn(async move {
+                    let _ = tx.send((seq, round.run().await)).await;
+                });
             }
+            Some((seq, results)) = done_rx.recv() => {
+                for r in &results {
+                    let line = seed_line(r, settings.threshold);
+                    if r.ok {
+                        tracing::info!(target: "bgw_checker::probe", "{line}");
+                    } else {
+                        tracing::warn!(target: "bgw_checker::probe", "{line}");
+                    }
+                }
+                if seq > last_sent {
+                    last_sent = seq;
+                    delivery.submit(Report {
+                        observer: settings.observer.clone(),
+                        results,
+                    });
+                } else {
+                    tracing::debug!(seq, last_sent, "a newer round was reported already; not sending this one");
+                }
+            }
+            Some(_) = rounds.join_next() => {}
         }
-        delivery.submit(Report {
-            observer: settings.observer.clone(),
-            results,
-        });
     }
+    rounds.abort_all();
     delivery.stop();
     tracing::info!("bgw-checker stopped");
     Ok(())

@@ -307,3 +307,41 @@ fn help_explains_every_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_app_times_out_without_holding_back_the_next_reports() {
+    let s = setup().await;
+    let _checker = s.checker("blue");
+    s.watchdog.wait_for_report(0, all_ok).await;
+    // Longer than the checker's 3s timeout.
+    s.blue.control("slow?ms=20000").await;
+    let timed_out = |r: &Report| {
+        r.results.iter().any(|p| {
+            p.target == Target::BlueDirect && p.error.as_deref() == Some("timed out after 3s")
+        })
+    };
+    let report = s.watchdog.wait_for_report(0, timed_out).await;
+    let blue = result(&report, Target::BlueDirect);
+    assert_eq!((blue.ok, blue.status, blue.latency_ms), (false, None, None));
+    assert!(result(&report, Target::GreenDirect).ok);
+    // Rounds overlap: while each one waits out the timeout, reports keep
+    // coming at the interval (200ms), not once per timeout (3s). Sequential
+    // rounds would send at most one more in the next 3 seconds.
+    let first = s.watchdog.reports().iter().position(timed_out).unwrap();
+    let start = std::time::Instant::now();
+    harness::eventually("more timed-out reports", || {
+        let later = s
+            .watchdog
+            .reports()
+            .iter()
+            .skip(first + 1)
+            .filter(|r| timed_out(r))
+            .count();
+        (later >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "reports stalled behind the timeout"
+    );
+}

@@ -8,20 +8,30 @@
 mod agent;
 #[path = "bench/notify.rs"]
 mod notify;
+#[path = "bench/prober.rs"]
+mod prober;
 #[path = "bench/rollback.rs"]
 mod rollback;
 #[path = "bench/switch.rs"]
 mod switch;
+#[path = "bench/watchdog.rs"]
+mod watchdog;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wants("watchdog") {
+        watchdog::run().await?;
+    }
     if wants("notify") {
         notify::run().await?;
     }
     if wants("agent") {
         agent::run().await?;
+    }
+    if wants("prober") {
+        prober::run().await?;
     }
     if wants("switch") {
         switch::run().await?;

@@ -1,0 +1,182 @@
+//! Watchdog killed → the prober's own Slack alert: how long after the
+//! watchdog stops answering does `[bgw] DOWN watchdog` reach Slack?
+//!
+//! A fake watchdog (`/healthz` 200, `/api/v1/report` 202) runs in this
+//! process; the real `bgw-prober` binary probes it every `interval` and
+//! alerts a local Slack receiver. Each trial stops the watchdog (the port
+//! then refuses connections) and measures until the DOWN arrives, then
+//! brings the watchdog back and waits for the UP. Target: at most
+//! `silence_after` plus 1 s. The prober counts silence from the last answer, which is
+//! up to one `interval` before the kill, so a delay a little under
+//! `silence_after` is expected.
+
+use anyhow::{bail, Context};
+use axum::routing::{get, post};
+use axum::Router;
+use bgw_e2e::slack::SlackReceiver;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SILENCE_AFTER: Duration = Duration::from_secs(5);
+const INTERVAL: &str = "1s";
+const TRIALS: usize = 3;
+
+struct Watchdog {
+    addr: SocketAddr,
+    stop: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Watchdog {
+    async fn bind(addr: SocketAddr) -> anyhow::Result<Watchdog> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context("bind the fake watchdog"),
+            }
+        };
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/api/v1/report",
+                post(|| async { axum::http::StatusCode::ACCEPTED }),
+            );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Watchdog {
+            addr,
+            stop: Some((tx, task)),
+        })
+    }
+
+    async fn kill(&mut self) {
+        if let Some((tx, task)) = self.stop.take() {
+            let _ = tx.send(());
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+async fn wait_for(slack: &SlackReceiver, n: usize, limit: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(at) = slack.received_at().get(n - 1) {
+            return Ok(*at);
+        }
+        if Instant::now() > deadline {
+            bail!("no Slack message #{n} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Runs the trials and prints one line per trial and a summary.
+pub async fn run() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let prober_bin = exe
+        .parent()
+        .context("bench has no directory")?
+        .join("bgw-prober");
+    if !prober_bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --workspace --bins)",
+            prober_bin.display()
+        );
+    }
+    let mut watchdog = Watchdog::bind("127.0.0.1:0".parse()?).await?;
+    let slack = SlackReceiver::start().await;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("prober.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "watchdog_url = \"http://{}\"\ntoken = \"bench\"\npublic_url = \"http://{}/healthz\"\n\
+             interval = \"{INTERVAL}\"\ntimeout = \"2s\"\nsilence_after = \"{}s\"\n\
+             state_dir = \"{}\"\n[notify.slack]\nwebhook_url = \"{}\"\n",
+            watchdog.addr,
+            watchdog.addr,
+            SILENCE_AFTER.as_secs(),
+            dir.path().join("state").display(),
+            slack.url(),
+        ),
+    )?;
+    let mut prober = Command::new(&prober_bin)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start bgw-prober")?;
+    println!(
+        "prober: watchdog killed -> Slack DOWN (silence_after {}s, interval {INTERVAL}, target <= silence_after + 1s)",
+        SILENCE_AFTER.as_secs()
+    );
+    let mut delays = Vec::new();
+    let result: anyhow::Result<()> = async {
+        // Let the prober hear the watchdog a few times first.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for trial in 1..=TRIALS {
+            let before = slack.received_at().len();
+            let killed = Instant::now();
+            watchdog.kill().await;
+            let down = wait_for(&slack, before + 1, SILENCE_AFTER * 4).await?;
+            let delay = down.duration_since(killed);
+            println!(
+                "  trial {trial}: DOWN at Slack {:.3}s after the kill ({:+.3}s vs silence_after)",
+                delay.as_secs_f64(),
+                delay.as_secs_f64() - SILENCE_AFTER.as_secs_f64()
+            );
+            delays.push(delay);
+            let addr = watchdog.addr;
+            watchdog = Watchdog::bind(addr).await?;
+            let back = Instant::now();
+            let up = wait_for(&slack, before + 2, Duration::from_secs(20)).await?;
+            println!(
+                "           UP at Slack {:.3}s after the watchdog came back",
+                up.duration_since(back).as_secs_f64()
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = prober.kill();
+    let _ = prober.wait();
+    result?;
+    delays.sort();
+    let max = delays.last().copied().unwrap_or_default();
+    println!(
+        "  min {:.3}s, median {:.3}s, max {:.3}s; target {}s: {}",
+        delays[0].as_secs_f64(),
+        delays[delays.len() / 2].as_secs_f64(),
+        max.as_secs_f64(),
+        SILENCE_AFTER.as_secs() + 1,
+        if max <= SILENCE_AFTER + Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}
