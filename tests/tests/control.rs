@@ -465,3 +465,23 @@ async fn a_restarted_watchdog_waits_to_hear_from_everyone_then_still_rolls_back(
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_checker_never_counts_toward_the_quorum() {
+    let mut s = system(Options::default()).await;
+    toggle_to_green(&s).await;
+    s.stop_checker();
+    s.watchdog.wait_state("checker", "down").await;
+    s.fixture.green.control("fail").await.unwrap();
+    let e = s.wait_event("rollback_refused", WAIT).await.unwrap();
+    assert_eq!(e["data"]["rule"], "quorum", "{e}");
+    let reason = e["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not switching to blue: 1 of 2 observers needed see green failing"),
+        "{reason}"
+    );
+    assert!(reason.contains("checker: unknown (silent: "), "{reason}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(s.events_of("rollback").await.is_empty());
+    assert_eq!(live_file(&s), "green");
+}
