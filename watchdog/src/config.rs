@@ -41,6 +41,8 @@ struct RawSettings {
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_ping_history")]
     ping_history: u32,
+    #[serde(default = "default_durability")]
+    durability: crate::store::Durability,
     #[serde(default = "default_rate_limit")]
     rate_limit: u32,
     #[serde(default = "default_startup_grace")]
@@ -91,6 +93,9 @@ fn default_database() -> String {
 fn default_log_dir() -> PathBuf {
     "/var/log/challenge".into()
 }
+fn default_durability() -> crate::store::Durability {
+    crate::store::Durability::Fsync
+}
 fn default_ping_history() -> u32 {
     100
 }
@@ -124,7 +129,7 @@ struct RawCheck {
 }
 
 /// The validated configuration of `bgw-watchdog`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     /// `sqlite://path` (created with its migrations at start).
@@ -133,6 +138,8 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// Pings kept per check; older ones are overwritten.
     pub ping_history: u32,
+    /// `fsync` (default) or `os`: see [`crate::store::Durability`].
+    pub durability: crate::store::Durability,
     /// Requests per second allowed per token (0: unlimited); bursts of twice that.
     pub rate_limit: u32,
     /// After a start, how long reporters' silence counts as "not heard yet".
@@ -239,8 +246,33 @@ pub struct Overrides {
 }
 
 /// Loads the layered configuration: file, `BGW_*` env, then flags.
+///
+/// Parsing runs in a short-lived thread and the watchdog keeps a copy made
+/// afterwards: a large file (100,000 checks) leaves hundreds of MiB of
+/// parser garbage behind, and in that thread's own malloc arena it is given
+/// back whole instead of fragmenting the heap the watchdog then lives in.
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
-    load_from(path, std::env::vars(), overrides)
+    let path = path.map(Path::to_path_buf);
+    let overrides = overrides.clone();
+    let parsed =
+        std::thread::spawn(move || load_from(path.as_deref(), std::env::vars(), &overrides))
+            .join()
+            .map_err(|_| ConfigError("the configuration loader panicked".into()))??;
+    let settings = parsed.clone();
+    drop(parsed);
+    release_free_memory();
+    Ok(settings)
+}
+
+/// Hands memory that malloc holds but nobody uses back to the system.
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas and has no
+    // preconditions; it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// [`load`] with an explicit environment (tests).
@@ -314,6 +346,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         log_dir: raw.log_dir,
         admin_token,
         ping_history: raw.ping_history.clamp(1, 100_000),
+        durability: raw.durability,
         rate_limit: raw.rate_limit,
         startup_grace: raw.startup_grace.0,
         probe_threshold_ms: raw.probe_threshold.0.as_millis() as u64,

@@ -29,17 +29,19 @@ use std::sync::Arc;
 /// on `listener`. Returns after a clean shutdown (every acknowledged signal
 /// committed, every log line written).
 pub async fn run(
-    settings: config::Settings,
+    mut settings: config::Settings,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let log = logfile::DailyLog::open(&settings.log_dir).context("cannot use log_dir")?;
-    let pool = store::open(&settings.database).await?;
+    let pool = store::open_with(&settings.database, settings.durability).await?;
     let now = chrono::Utc::now();
-    let specs: Vec<(config::CheckSpec, state::Rules)> = settings
-        .checks
-        .iter()
-        .map(|s| (s.clone(), monitor::rules_of(s)))
+    let specs: Vec<(config::CheckSpec, state::Rules)> = std::mem::take(&mut settings.checks)
+        .into_iter()
+        .map(|s| {
+            let rules = monitor::rules_of(&s);
+            (s, rules)
+        })
         .collect();
     let (loaded, sync_events) = store::sync_checks(&pool, &specs, now).await?;
     let catalog = Arc::new(monitor::Catalog::new(
@@ -54,8 +56,8 @@ pub async fn run(
             .collect(),
     ));
     let (log, log_task) = logfile::LogSink::spawn(log);
-    for e in &sync_events {
-        if let Some(line) = monitor::log_line(e) {
+    for e in sync_events {
+        if let Some(line) = monitor::log_line(&e) {
             log.write(e.at, line).await;
         }
     }

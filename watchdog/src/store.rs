@@ -36,6 +36,24 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
 /// Opens (creating if needed) the database file, in WAL mode with full
 /// synchronous commits, and applies the migrations.
 pub async fn open(path: &str) -> Result<SqlitePool, StoreError> {
+    open_with(path, Durability::Fsync).await
+}
+
+/// When a commit (and so an acknowledgement) is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous = FULL`: the WAL is fsynced at every commit; nothing
+    /// acknowledged is lost even on power loss. The default.
+    Fsync,
+    /// `synchronous = NORMAL`: written to the OS at every commit, fsynced at
+    /// checkpoints; survives a crash of the watchdog (kill -9), not a power
+    /// loss of the host.
+    Os,
+}
+
+/// [`open`] with a chosen durability.
+pub async fn open_with(path: &str, durability: Durability) -> Result<SqlitePool, StoreError> {
     if let Some(dir) = Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -54,7 +72,10 @@ pub async fn open(path: &str) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         // Acknowledged means durable: FULL syncs the WAL at every commit.
         // Group commit (one transaction per batch) keeps that affordable.
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(match durability {
+            Durability::Fsync => SqliteSynchronous::Full,
+            Durability::Os => SqliteSynchronous::Normal,
+        })
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()

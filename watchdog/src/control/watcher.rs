@@ -293,11 +293,18 @@ struct Memory {
 }
 
 impl Watcher {
+    /// The checks that can be observers: colored services and reporters
+    /// (not the heartbeat jobs, which may be many).
     fn specs(&self) -> Vec<CheckSpec> {
         self.monitor
             .catalog
             .checks
             .iter()
+            .filter(|e| match e.spec.kind {
+                CheckKind::Service { color, .. } => color.is_some(),
+                CheckKind::Reporter => true,
+                CheckKind::Heartbeat { .. } => false,
+            })
             .map(|e| e.spec.clone())
             .collect()
     }
@@ -390,13 +397,18 @@ impl Watcher {
     ) -> Option<bool> {
         let now = Utc::now();
         let live = self.switcher.live().color()?;
-        let rows = match store::list_checks(&self.pool).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "rollback watcher: cannot read the checks");
-                return None;
+        // Only the observers' checks: a watchdog may hold many other ones.
+        let mut rows = Vec::with_capacity(specs.len());
+        for spec in specs {
+            match store::get_check(&self.pool, &spec.name).await {
+                Ok(Some(row)) => rows.push(row),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "rollback watcher: cannot read the checks");
+                    return None;
+                }
             }
-        };
+        }
         let targets = self.observers.snapshot().await;
         let obs = observations(
             live,

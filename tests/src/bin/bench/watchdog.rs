@@ -28,7 +28,9 @@ impl Drop for Watchdog {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn start(checks: &str, extra: &str) -> anyhow::Result<(Watchdog, Duration)> {
@@ -92,7 +94,10 @@ fn wrk(url: &str, script: Option<&Path>, secs: u32) -> anyhow::Result<WrkResult>
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
-    let out = cmd.arg(url).output().context("run wrk (apt-get install wrk)")?;
+    let out = cmd
+        .arg(url)
+        .output()
+        .context("run wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let rps = text
         .lines()
@@ -118,7 +123,10 @@ fn wrk(url: &str, script: Option<&Path>, secs: u32) -> anyhow::Result<WrkResult>
 }
 
 async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .with_context(|| format!("no metric {name}"))
@@ -129,7 +137,19 @@ async fn throughput() -> anyhow::Result<()> {
         "[[check]]\nname = \"svc\"\nkind = \"service\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"{TOKEN}\"\n\
          [[check]]\nname = \"job\"\nkind = \"heartbeat\"\nuuid = \"{UUID}\"\nperiod = \"1h\"\ngrace = \"1h\"\n"
     );
-    let (w, _) = start(&checks, "rate_limit = 0").await?;
+    for durability in ["fsync", "os"] {
+        let (w, _) = start(
+            &checks,
+            &format!("rate_limit = 0\ndurability = \"{durability}\""),
+        )
+        .await?;
+        println!("   durability = \"{durability}\":");
+        throughput_of(&w).await?;
+    }
+    Ok(())
+}
+
+async fn throughput_of(w: &Watchdog) -> anyhow::Result<()> {
     let script = w._dir.path().join("heartbeat.lua");
     std::fs::write(
         &script,
@@ -146,12 +166,15 @@ end
         ),
     )?;
     let secs = 10;
+    let cpu0 = cpu_time(w.child.id())?;
     let hb = wrk(&format!("{}/api/v1/heartbeat", w.base), Some(&script), secs)?;
     let acked = metric(&w.base, "bgw_heartbeats_received_total").await?;
     let batches = metric(&w.base, "bgw_commit_batches_total").await?;
+    let cpu = cpu_time(w.child.id())? - cpu0;
     println!(
-        "   heartbeats (POST /api/v1/heartbeat, 32 connections, {secs}s): {:.0}/s acknowledged durable ({} non-2xx); latency {}; {:.0} heartbeats in {:.0} commits ({:.1} per fsync)",
-        hb.requests_per_sec, hb.non_2xx, hb.latency, acked, batches, acked / batches.max(1.0)
+        "   heartbeats (POST /api/v1/heartbeat, 32 connections, {secs}s): {:.0}/s acknowledged after commit ({} non-2xx); latency {}; {:.0} heartbeats in {:.0} commits ({:.1} per commit); watchdog CPU {:.0}% of one core",
+        hb.requests_per_sec, hb.non_2xx, hb.latency, acked, batches, acked / batches.max(1.0),
+        cpu.as_secs_f64() / f64::from(secs) * 100.0
     );
     let ping = wrk(&format!("{}/ping/{UUID}", w.base), None, secs)?;
     println!(
@@ -191,7 +214,10 @@ async fn deadline_latency() -> anyhow::Result<()> {
     let mut since = 0i64;
     loop {
         let v: serde_json::Value = http
-            .get(format!("{}/api/v1/events?since={since}&limit=10000", w.base))
+            .get(format!(
+                "{}/api/v1/events?since={since}&limit=10000",
+                w.base
+            ))
             .bearer_auth(ADMIN)
             .send()
             .await?
@@ -205,7 +231,8 @@ async fn deadline_latency() -> anyhow::Result<()> {
             since = e["id"].as_i64().unwrap_or(since);
             if e["kind"] == "state" && e["to"] == "down" {
                 let at = chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap_or(""))?;
-                let noticed = chrono::DateTime::parse_from_rfc3339(e["noticed_at"].as_str().unwrap_or(""))?;
+                let noticed =
+                    chrono::DateTime::parse_from_rfc3339(e["noticed_at"].as_str().unwrap_or(""))?;
                 lags.push((noticed - at).to_std().unwrap_or_default());
             }
         }
