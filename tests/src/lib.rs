@@ -4,6 +4,7 @@ pub mod measure;
 pub mod nginx;
 pub mod slack;
 pub mod smtp;
+pub mod system;
 pub mod watchdog;
 
 use std::path::PathBuf;

@@ -1,8 +1,10 @@
 //! The HTTP API: the router, its shared state, admin authentication and the
 //! per-token rate limiter. Handlers live in `api/ingest.rs` (heartbeats,
-//! reports, pings) and `api/admin.rs` (checks, events, pause/resume).
+//! reports, pings), `api/admin.rs` (checks, events, pause/resume) and
+//! `api/control.rs` (live color, toggle, deploy, scale, rollback).
 
 mod admin;
+mod control;
 pub mod error;
 mod ingest;
 mod page;
@@ -31,6 +33,11 @@ pub struct AppState {
     pub started: chrono::DateTime<chrono::Utc>,
     pub channels: Arc<Vec<Arc<crate::outbox::ChannelHealth>>>,
     pub observers: Arc<crate::observers::Observers>,
+    /// The one switcher of the process (its lock serializes every switch and deploy).
+    pub switcher: crate::proxy::Switcher,
+    pub rollback: Arc<crate::rollback::RollbackSettings>,
+    /// Shared with the rollback watcher.
+    pub control: Arc<crate::control::watcher::Shared>,
 }
 
 impl AppState {
@@ -132,6 +139,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(admin::events))
         .route("/api/v1/notifications", get(admin::notifications))
         .route("/api/v1/targets", get(admin::targets))
+        .route("/api/v1/live", get(control::live))
+        .route("/api/v1/toggle", post(control::toggle))
+        .route("/api/v1/deploy", post(control::deploy))
+        .route("/api/v1/scale", post(control::scale))
+        .route("/api/v1/rollback", get(control::rollback_status))
+        .route("/api/v1/rollback/rearm", post(control::rearm))
+        .route("/api/v1/rollback/disable", post(control::disable))
         .route(
             "/api/v1/silences",
             get(admin::silences).post(admin::add_silence),

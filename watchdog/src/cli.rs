@@ -55,6 +55,11 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
             .await
     }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
 }
 
 /// The error text of an answer, for the user.
@@ -121,4 +126,259 @@ pub async fn pause_resume(client: &Client, check: &str, action: &str) -> anyhow:
         )),
         _ => bail!(error_of(code, &body)),
     }
+}
+
+/// `live`: the live color, from the running watchdog; when it cannot be
+/// reached, from `live_file` directly (said on stderr). An undefined live
+/// color is an error (exit 1).
+pub async fn live(client: &Client, live_file: &std::path::Path) -> anyhow::Result<String> {
+    let body = match client.get("/api/v1/live").await {
+        Ok((200, body)) => body,
+        Ok((code, body)) => bail!(error_of(code, &body)),
+        Err(e) => {
+            eprintln!("bgw-watchdog: {e}; reading {} instead", live_file.display());
+            return match crate::proxy::read_live(live_file) {
+                crate::proxy::LiveState::Live(c) => Ok(format!("{c}\n")),
+                crate::proxy::LiveState::Missing => {
+                    bail!(
+                        "the live color is undefined: {} does not exist",
+                        live_file.display()
+                    )
+                }
+                crate::proxy::LiveState::Invalid(why) => {
+                    bail!("the live color is undefined: {why}")
+                }
+            };
+        }
+    };
+    match body["live"].as_str() {
+        Some(c) => Ok(format!("{c}\n")),
+        None => bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .unwrap_or("the live color is undefined")
+        ),
+    }
+}
+
+/// `toggle [blue|green]`: exit 0 when switched, 1 refused or failed.
+pub async fn toggle(
+    client: &Client,
+    to: Option<bgw_wire::Color>,
+    reason: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut body = serde_json::json!({});
+    if let Some(c) = to {
+        body["to"] = serde_json::json!(c);
+    }
+    if let Some(r) = reason {
+        body["reason"] = serde_json::json!(r);
+    }
+    let (code, body) = client.post("/api/v1/toggle", body).await?;
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(format!(
+        "switched {} -> {} in {} ms; live: {}\n",
+        body["from"].as_str().unwrap_or("undefined"),
+        body["to"].as_str().unwrap_or("?"),
+        body["took_ms"].as_u64().unwrap_or(0),
+        body["live"].as_str().unwrap_or("?"),
+    ))
+}
+
+/// `deploy <color> <image>`: refused (exit 1) when the color is live.
+pub async fn deploy(
+    client: &Client,
+    color: bgw_wire::Color,
+    image: &str,
+) -> anyhow::Result<String> {
+    let (code, body) = client
+        .post(
+            "/api/v1/deploy",
+            serde_json::json!({ "color": color, "image": image }),
+        )
+        .await?;
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(format!(
+        "deployed {image} to {color}\n{}",
+        output_block(&body["output"])
+    ))
+}
+
+/// `scale <color> <n>`.
+pub async fn scale(client: &Client, color: bgw_wire::Color, n: u32) -> anyhow::Result<String> {
+    let (code, body) = client
+        .post(
+            "/api/v1/scale",
+            serde_json::json!({ "color": color, "n": n }),
+        )
+        .await?;
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(format!(
+        "scaled {color} to {n}\n{}",
+        output_block(&body["output"])
+    ))
+}
+
+fn output_block(v: &Value) -> String {
+    match v.as_str().map(str::trim_end) {
+        Some(o) if !o.is_empty() => format!("{o}\n"),
+        _ => String::new(),
+    }
+}
+
+/// `rollback status|rearm|disable`.
+pub async fn rollback(client: &Client, action: &str) -> anyhow::Result<String> {
+    let (code, body) = match action {
+        "status" => client.get("/api/v1/rollback").await?,
+        "rearm" | "disable" => {
+            client
+                .post(&format!("/api/v1/rollback/{action}"), serde_json::json!({}))
+                .await?
+        }
+        other => bail!("unknown rollback action {other:?}: use status, rearm or disable"),
+    };
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(describe_rollback(&body))
+}
+
+fn describe_rollback(b: &Value) -> String {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "automatic rollback: {}{}\n",
+        text(&b["state"]),
+        b["disabled_by"]
+            .as_str()
+            .map(|d| format!(" (by {d})"))
+            .unwrap_or_default()
+    );
+    out.push_str(&format!(
+        "mode: {}  failover: {}  window: {}  cooldown: {}  quorum: {}  fail_after: {}\n",
+        text(&b["mode"]),
+        b["failover"],
+        text(&b["window"]),
+        text(&b["cooldown"]),
+        b["quorum"],
+        b["fail_after"]
+    ));
+    if b["state"] == "latched" {
+        out.push_str(&format!(
+            "latched at {}: {}\n",
+            text(&b["latched_at"]),
+            text(&b["latch_reason"])
+        ));
+    }
+    match b["last_toggle"].as_object() {
+        Some(t) => out.push_str(&format!(
+            "last toggle: {} -> {} at {} ({}), window remaining: {}\n",
+            t.get("from").and_then(Value::as_str).unwrap_or("undefined"),
+            t.get("to").and_then(Value::as_str).unwrap_or("?"),
+            t.get("at").and_then(Value::as_str).unwrap_or("?"),
+            if t.get("automatic").and_then(Value::as_bool) == Some(true) {
+                "automatic"
+            } else {
+                "manual"
+            },
+            text(&b["window_remaining"])
+        )),
+        None => out.push_str("last toggle: none\n"),
+    }
+    out.push_str(&format!(
+        "last automatic switch: {}, cooldown remaining: {}\n",
+        text(&b["last_automatic_at"]),
+        text(&b["cooldown_remaining"])
+    ));
+    match b["last_decision"].as_object() {
+        Some(d) => {
+            let decision = &d["decision"];
+            let what = decision["decision"].as_str().unwrap_or("?");
+            let reason = decision["reason"].as_str().unwrap_or("");
+            out.push_str(&format!(
+                "last decision ({}): {what}{}{}\n",
+                d.get("at").and_then(Value::as_str).unwrap_or("?"),
+                decision["rule"]
+                    .as_str()
+                    .map(|r| format!(" [{r}]"))
+                    .unwrap_or_default(),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
+            ));
+        }
+        None => out.push_str("last decision: none (not evaluated since the start)\n"),
+    }
+    out
+}
+
+/// `silence <check|color> <duration> --reason <text>`.
+pub async fn silence(
+    client: &Client,
+    target: &str,
+    duration: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let (code, body) = client
+        .post(
+            "/api/v1/silences",
+            serde_json::json!({ "target": target, "duration": duration, "reason": reason }),
+        )
+        .await?;
+    if code != 201 && code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(format!(
+        "silence #{} on {target} until {}\n",
+        body["id"],
+        body["until"].as_str().unwrap_or("?")
+    ))
+}
+
+/// `silences`: the active silences.
+pub async fn silences(client: &Client) -> anyhow::Result<String> {
+    let (code, body) = client.get("/api/v1/silences").await?;
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    let rows = body["silences"]
+        .as_array()
+        .context("malformed answer: no silences")?;
+    if rows.is_empty() {
+        return Ok("no active silences\n".into());
+    }
+    let mut out = format!(
+        "{:<6} {:<24} {:<22} {}\n",
+        "ID", "TARGET", "UNTIL", "REASON"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<6} {:<24} {:<22} {}\n",
+            r["id"],
+            r["target"].as_str().unwrap_or("?"),
+            r["until"]
+                .as_str()
+                .map(|s| s.get(..19).unwrap_or(s).replace('T', " "))
+                .unwrap_or_else(|| "?".into()),
+            r["reason"].as_str().unwrap_or(""),
+        ));
+    }
+    Ok(out)
+}
+
+/// `unsilence <id>`.
+pub async fn unsilence(client: &Client, id: i64) -> anyhow::Result<String> {
+    let (code, body) = client.delete(&format!("/api/v1/silences/{id}")).await?;
+    if code != 200 {
+        bail!(error_of(code, &body));
+    }
+    Ok(format!("silence #{id} ended\n"))
 }

@@ -54,9 +54,9 @@ struct RawSettings {
     #[serde(default)]
     check: Vec<RawCheck>,
     #[serde(default)]
-    proxy: Option<toml::Table>,
+    proxy: Option<crate::proxy::ProxySettings>,
     #[serde(default)]
-    rollback: Option<toml::Table>,
+    rollback: Option<crate::rollback::RollbackSettings>,
     #[serde(default)]
     notify: RawNotify,
 }
@@ -151,8 +151,12 @@ pub struct Settings {
     /// Where the live color is read (`proxy.live_file`, default `/var/live`).
     pub live_file: PathBuf,
     pub checks: Vec<CheckSpec>,
-    pub proxy: Option<toml::Table>,
-    pub rollback: Option<toml::Table>,
+    /// `[proxy]`, validated; the contract's defaults when the section is absent.
+    pub proxy: crate::proxy::ProxySettings,
+    /// Whether `[proxy]` was written in the configuration (`check-config` says so).
+    pub proxy_configured: bool,
+    /// `[rollback]`, validated; the contract's defaults when absent.
+    pub rollback: crate::rollback::RollbackSettings,
     pub notify: NotifySettings,
 }
 
@@ -313,6 +317,15 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         raw.admin_token_file.as_deref(),
         "admin_token",
     )?;
+    let proxy_configured = raw.proxy.is_some();
+    let proxy = raw.proxy.unwrap_or_default();
+    proxy
+        .validate()
+        .map_err(|e| err(format_args!("proxy.{}", e.key), e.message))?;
+    let rollback = raw.rollback.unwrap_or_default();
+    rollback
+        .validate()
+        .map_err(|e| err(format_args!("rollback.{}", e.key), e.message))?;
     let mut checks = Vec::with_capacity(raw.check.len());
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
@@ -342,15 +355,11 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         startup_grace: raw.startup_grace.0,
         probe_threshold_ms: raw.probe_threshold.0.as_millis() as u64,
         target_fail_after: raw.target_fail_after.max(1),
-        live_file: raw
-            .proxy
-            .as_ref()
-            .and_then(|p| p.get("live_file"))
-            .and_then(|v| v.as_str())
-            .map_or_else(|| PathBuf::from("/var/live"), PathBuf::from),
+        live_file: proxy.live_file.clone(),
         checks,
-        proxy: raw.proxy,
-        rollback: raw.rollback,
+        proxy,
+        proxy_configured,
+        rollback,
         notify: validate_notify(raw.notify)?,
     })
 }
@@ -675,6 +684,45 @@ token = "rep-secret"
             ("[[check]]\nname = \"a\"\nkind = \"heartbeat\"\nuuid = \"5f0c8a56-1b2c-4d3e-8f90-0123456789ab\"\nschedule = \"99 * * * *\"", "`check[0].schedule`"),
             ("[[check]]\nname = \"a\"\nkind = \"heartbeat\"\nuuid = \"5f0c8a56-1b2c-4d3e-8f90-0123456789ab\"\nschedule = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"", "`check[0].schedule`"),
             ("bogus = 1", "bogus"),
+        ];
+        for (toml, needle) in cases {
+            let e = load_str(toml, &[]).unwrap_err().to_string();
+            assert!(
+                e.contains(needle),
+                "{toml:?} gave {e:?}, expected {needle:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_and_rollback_are_typed_with_contract_defaults() {
+        let s = load_str(GOOD, &[]).unwrap();
+        assert!(!s.proxy_configured);
+        assert_eq!(s.proxy, crate::proxy::ProxySettings::default());
+        assert_eq!(s.live_file, PathBuf::from("/var/live"));
+        assert_eq!(s.rollback, crate::rollback::RollbackSettings::default());
+        let s = load_str(
+            &format!("{GOOD}\n[proxy]\nlive_file = \"/tmp/live\"\nlive_listen = 8000\n[rollback]\nquorum = 1\nmode = \"dry-run\"\n"),
+            &[("BGW_ROLLBACK_FAIL_AFTER", "2")],
+        )
+        .unwrap();
+        assert!(s.proxy_configured);
+        assert_eq!(s.live_file, PathBuf::from("/tmp/live"));
+        assert_eq!(s.proxy.live_file, PathBuf::from("/tmp/live"));
+        assert_eq!(s.proxy.live_listen, 8000);
+        assert_eq!((s.rollback.quorum, s.rollback.fail_after), (1, 2));
+        assert_eq!(s.rollback.mode, crate::rollback::Mode::DryRun);
+    }
+
+    #[test]
+    fn bad_proxy_or_rollback_keys_are_named() {
+        let cases = [
+            ("[proxy]\nlive_listen = 0", "`proxy.live_listen`"),
+            ("[proxy]\nlive_port = 80", "live_port"),
+            ("[proxy]\ngreen = \"host:99999\"", "`proxy.green`"),
+            ("[rollback]\nquorum = 0", "`rollback.quorum`"),
+            ("[rollback]\nmode = \"yolo\"", "rollback.mode"),
+            ("[rollback]\nwindow = \"soon\"", "rollback.window"),
         ];
         for (toml, needle) in cases {
             let e = load_str(toml, &[]).unwrap_err().to_string();

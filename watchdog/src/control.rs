@@ -14,9 +14,11 @@ use bgw_wire::Color;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::SqlitePool;
 
+pub mod events;
 mod executor;
 #[cfg(test)]
 mod tests;
+pub mod watcher;
 
 pub use executor::{evaluate_rollback, Evaluation, Observations};
 

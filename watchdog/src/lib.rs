@@ -121,7 +121,29 @@ pub async fn run(
         )
         .await?,
     );
+    // One switcher per process: the API and the rollback watcher share its lock.
+    let switcher = proxy::Switcher::new(settings.proxy.clone())
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let control = Arc::new(control::watcher::Shared::default());
+    background.push(tokio::spawn(
+        control::watcher::Watcher {
+            switcher: switcher.clone(),
+            pool: pool.clone(),
+            monitor: monitor.clone(),
+            observers: observers.clone(),
+            settings: settings.rollback.clone(),
+            startup_grace: settings.startup_grace,
+            started: now,
+            shared: control.clone(),
+            committed: wake.clone(),
+            stopped: stopped.clone(),
+        }
+        .run(),
+    ));
     let state = api::AppState {
+        switcher,
+        rollback: Arc::new(settings.rollback.clone()),
+        control,
         monitor,
         pool: pool.clone(),
         metrics,

@@ -53,6 +53,41 @@ enum Command {
     Pause { check: String },
     /// Resume alerting for a check.
     Resume { check: String },
+    /// Print the live color, blue or green (exit 1 if undefined).
+    Live,
+    /// Switch the live color (no argument: the other one); exit 1 refused or failed.
+    Toggle {
+        /// The color to make live.
+        to: Option<bgw_wire::Color>,
+        /// Why, for the record (shown in the toggle's event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Update the image of a color's service; refused (exit 1) when it is LIVE.
+    Deploy {
+        color: bgw_wire::Color,
+        image: String,
+    },
+    /// Scale a color's service to n replicas.
+    Scale { color: bgw_wire::Color, n: u32 },
+    /// Show, re-arm or disable the automatic rollback.
+    Rollback {
+        #[arg(value_parser = ["status", "rearm", "disable"])]
+        action: String,
+    },
+    /// Silence notifications for a check, a color (blue/green) or observer:target.
+    Silence {
+        target: String,
+        /// How long, e.g. 30m, 2h.
+        duration: String,
+        /// Why (required; shown in `silences` and recorded).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the active silences.
+    Silences,
+    /// End a silence now.
+    Unsilence { id: i64 },
 }
 
 fn init_tracing(format: &str) {
@@ -138,6 +173,48 @@ async fn run(
             print!("{}", cli::pause_resume(&client()?, &check, "resume").await?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Live => {
+            print!(
+                "{}",
+                cli::live(&client()?, &settings.proxy.live_file).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Toggle { to, reason } => {
+            print!("{}", cli::toggle(&client()?, to, reason.as_deref()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy { color, image } => {
+            print!("{}", cli::deploy(&client()?, color, &image).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scale { color, n } => {
+            print!("{}", cli::scale(&client()?, color, n).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { action } => {
+            print!("{}", cli::rollback(&client()?, &action).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Silence {
+            target,
+            duration,
+            reason,
+        } => {
+            print!(
+                "{}",
+                cli::silence(&client()?, &target, &duration, &reason).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Silences => {
+            print!("{}", cli::silences(&client()?).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unsilence { id } => {
+            print!("{}", cli::unsilence(&client()?, id).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -161,6 +238,43 @@ fn describe(s: &config::Settings) -> String {
             c.kind.as_str(),
             c.fingerprint()
         ));
+    }
+    let p = &s.proxy;
+    out.push_str(&format!(
+        "proxy{}: live_file {}, nginx_conf {}, template {}, live :{} idle :{}, blue {}, green {}\n",
+        if s.proxy_configured {
+            ""
+        } else {
+            " (defaults: no [proxy] section)"
+        },
+        p.live_file.display(),
+        p.nginx_conf.display(),
+        p.template,
+        p.live_listen,
+        p.idle_listen,
+        p.blue.0.join(","),
+        p.green.0.join(","),
+    ));
+    out.push_str(&format!(
+        "  test_cmd: {}\n  reload_cmd: {}\n  deploy_cmd: {}\n  scale_cmd: {}\n",
+        p.test_cmd, p.reload_cmd, p.deploy_cmd, p.scale_cmd
+    ));
+    let r = &s.rollback;
+    if r.enabled {
+        out.push_str(&format!(
+            "rollback: {} within {} of a toggle, quorum {} observers, fail_after {}, cooldown {}, failover {}\n",
+            match r.mode {
+                bgw_watchdog::rollback::Mode::Auto => "automatic",
+                bgw_watchdog::rollback::Mode::DryRun => "dry-run",
+            },
+            r.window,
+            r.quorum,
+            r.fail_after,
+            r.cooldown,
+            if r.failover { "on" } else { "off" },
+        ));
+    } else {
+        out.push_str("rollback: disabled (rollback.enabled = false)\n");
     }
     out
 }

@@ -486,6 +486,9 @@ fn to_new_event(spec: &CheckSpec, e: crate::state::Event) -> NewEvent {
 
 /// The daily log's line for an event, in the spirit of the original script.
 pub fn log_line(e: &NewEvent) -> Option<String> {
+    if let Some(line) = crate::control::events::log_line(e) {
+        return Some(line);
+    }
     let check = e.check.as_deref().unwrap_or("-");
     Some(match (e.kind, e.from_state, e.to_state) {
         ("state", _, Some(State::Down)) => crate::logfile::alert_line(check, "DOWN", &e.reason),

@@ -101,6 +101,14 @@ pub struct Instance {
     pub last_seen: DateTime<Utc>,
     pub late_at: DateTime<Utc>,
     pub down_at: DateTime<Utc>,
+    /// `fail` heartbeats in a row from this instance (0 after an `ok`); the
+    /// rollback counts an agent as "seeing its color fail" from this.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_fails: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Everything stored about a check between signals.
@@ -422,6 +430,7 @@ fn heartbeat(
     rt.down_at = None;
     let (late_at, down_at) = deadlines(&rules.cadence, rules.grace, now);
     let previous = rt.instances.get(&name).map(|i| i.status);
+    let previous_fails = rt.instances.get(&name).map_or(0, |i| i.consecutive_fails);
     let describe = |d: &Option<String>| d.clone().unwrap_or_else(|| status.as_str().to_string());
     let change = match (previous, status) {
         (None, HeartbeatStatus::Ok) => Some((InstanceChange::Joined, describe(&detail))),
@@ -466,6 +475,10 @@ fn heartbeat(
             last_seen: now,
             late_at,
             down_at,
+            consecutive_fails: match status {
+                HeartbeatStatus::Fail => previous_fails.saturating_add(1),
+                _ => 0,
+            },
         },
     );
     if rt.state != State::Paused {
@@ -646,6 +659,39 @@ mod tests {
             version: None,
             seq: 1,
         }
+    }
+
+    #[test]
+    fn fail_heartbeats_in_a_row_are_counted_per_instance_and_reset_by_ok() {
+        let r = Rules {
+            min_instances: Some(1),
+            ..periodic(1, 1)
+        };
+        let mut rt = Runtime::new(&r, t(0));
+        let mut counts = Vec::new();
+        for (i, status) in [
+            HeartbeatStatus::Ok,
+            HeartbeatStatus::Fail,
+            HeartbeatStatus::Fail,
+            HeartbeatStatus::Fail,
+            HeartbeatStatus::Ok,
+            HeartbeatStatus::Fail,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            rt = observe(&r, &rt, hb("a", status), t(i as i64)).0;
+            counts.push(rt.instances["a"].consecutive_fails);
+        }
+        assert_eq!(counts, vec![0, 1, 2, 3, 0, 1]);
+        assert_eq!(rt.state, State::Down);
+        // Stored runtimes from before the field existed still load.
+        let json = serde_json::to_string(&rt)
+            .unwrap()
+            .replace(",\"consecutive_fails\":1", "");
+        assert!(!json.contains("consecutive_fails"));
+        let back: Runtime = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.instances["a"].consecutive_fails, 0);
     }
 
     #[test]

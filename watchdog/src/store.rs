@@ -361,6 +361,8 @@ pub struct InstanceRow {
     pub seq: u64,
     pub last_seen: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
+    /// `fail` heartbeats in a row.
+    pub consecutive_failures: u32,
 }
 
 fn check_row(row: &sqlx::sqlite::SqliteRow) -> Result<CheckRow, StoreError> {
@@ -389,6 +391,7 @@ fn check_row(row: &sqlx::sqlite::SqliteRow) -> Result<CheckRow, StoreError> {
                 seq: i.seq,
                 last_seen: i.last_seen,
                 deadline: i.down_at,
+                consecutive_failures: i.consecutive_fails,
             })
             .collect(),
         name,

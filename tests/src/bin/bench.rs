@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
 //! `bench` runs them all; `bench <name>...` runs some:
-//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`.
+//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`.
 //! Build with `cargo build --release --workspace --bins` first: the
 //! benchmarks start the release binaries next to this one.
 
@@ -12,6 +12,8 @@ mod alerts;
 mod notify;
 #[path = "bench/prober.rs"]
 mod prober;
+#[path = "bench/rollback.rs"]
+mod rollback;
 #[path = "bench/switch.rs"]
 mod switch;
 #[path = "bench/watchdog.rs"]
@@ -38,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("switch") {
         switch::run().await?;
+    }
+    if wants("rollback") {
+        rollback::run().await?;
     }
     Ok(())
 }

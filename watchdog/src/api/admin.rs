@@ -247,10 +247,15 @@ pub async fn add_silence(
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let known = app.monitor.catalog.by_name(&s.target).is_some()
         || s.target.parse::<bgw_wire::Color>().is_ok()
-        || s.target.contains(':');
+        || s.target.contains(':')
+        || [
+            crate::control::events::ROLLBACK,
+            crate::control::events::PROXY,
+        ]
+        .contains(&s.target.as_str());
     if !known {
         return Err(ApiError::not_found(format!(
-            "unknown silence target {:?}: use a check name, a color, or observer:target",
+            "unknown silence target {:?}: use a check name, a color, observer:target, rollback or proxy",
             s.target
         )));
     }

@@ -107,6 +107,7 @@ pub async fn heartbeat(
             seq: hb.seq,
         };
         let ack = app.monitor.signal(idx, signal, Some(ping)).await?;
+        app.control.wake.notify_one();
         app.metrics.heartbeats.fetch_add(1, Relaxed);
         Ok((
             StatusCode::ACCEPTED,
@@ -173,6 +174,7 @@ pub async fn report(
         let ack = app.monitor.signal(idx, Signal::Success, Some(ping)).await?;
         app.metrics.reports.fetch_add(1, Relaxed);
         app.observers.ingest(&app.monitor, &report).await?;
+        app.control.wake.notify_one();
         Ok((
             StatusCode::ACCEPTED,
             Json(HeartbeatAck {

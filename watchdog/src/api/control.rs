@@ -1,0 +1,369 @@
+//! Blue/green control over HTTP: the live color (no auth, like the status
+//! page), toggle, deploy, scale and the automatic rollback's state (admin
+//! token). Every action is an event, with its log line; a failed switch also
+//! alerts (`switch_failed`).
+//!
+//! Answers: `200` done; `409` refused or failed, with the reason in
+//! `{"error": ...}` (the original scripts' refusals, a failed `nginx -t`, a
+//! failed reload or verification, a failed deploy or scale command); `400`
+//! bad input; `401` token.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::control::{self, events, DeployError, SwitchAndRecordError};
+use crate::proxy::LiveState;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::Json;
+use bgw_wire::{format_duration, Color};
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn record(app: &AppState, event: crate::store::NewEvent) -> Result<(), ApiError> {
+    app.monitor.record(vec![event]).await?;
+    Ok(())
+}
+
+/// The live color as the API shows it: `{"live", "idle", "since"}`, and
+/// `"error"` when the live file is missing or does not hold a color
+/// (`live` and `idle` are then `null`).
+async fn live_value(app: &AppState) -> Value {
+    match app.switcher.live() {
+        LiveState::Live(c) => {
+            let since = match control::last_toggle(&app.pool).await {
+                Ok(t) => t.filter(|t| t.to == c).map(|t| t.at),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the last toggle");
+                    None
+                }
+            };
+            json!({ "live": c, "idle": c.other(), "since": since })
+        }
+        LiveState::Missing => json!({
+            "live": null, "idle": null, "since": null,
+            "error": "the live file does not exist: no color is live yet (toggle to one)",
+        }),
+        LiveState::Invalid(why) => json!({
+            "live": null, "idle": null, "since": null,
+            "error": format!("the live color is undefined: {why}"),
+        }),
+    }
+}
+
+/// `GET /api/v1/live` (no auth): always `200`; an undefined live color is
+/// `{"live": null, ..., "error": "..."}` (`bgw-watchdog live` exits 1 on it).
+pub async fn live(State(app): State<AppState>) -> impl IntoResponse {
+    Json(live_value(&app).await)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToggleBody {
+    to: Option<Color>,
+    /// Why, for the record (default: "manual toggle").
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/toggle {"to": "green"}` or `{}` (the other color).
+pub async fn toggle(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let b: ToggleBody = parse_body(&body?)?;
+    let from = app.switcher.live();
+    let to = match (b.to, &from) {
+        (Some(to), _) => to,
+        (None, LiveState::Live(c)) => c.other(),
+        (None, LiveState::Missing) => {
+            return Err(ApiError::conflict(
+                "refusing to toggle: no color is live yet; name the color (toggle blue|green)",
+            ))
+        }
+        (None, LiveState::Invalid(why)) => {
+            return Err(ApiError::conflict(format!(
+                "refusing to toggle: the live color is undefined ({why}); name the color (toggle blue|green)"
+            )))
+        }
+    };
+    let why = b
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("manual toggle")
+        .chars()
+        .take(500)
+        .collect::<String>();
+    let result = control::switch_and_record(&app.switcher, &app.pool, to, &why, false).await;
+    app.control.toggled.notify_one();
+    let now = Utc::now();
+    match result {
+        Ok(report) => {
+            let took = report.total.as_millis() as u64;
+            record(
+                &app,
+                events::toggle(now, report.from, to, false, &why, took),
+            )
+            .await?;
+            let mut value = live_value(&app).await;
+            value["from"] = json!(report.from);
+            value["to"] = json!(to);
+            value["took_ms"] = json!(took);
+            Ok(Json(value))
+        }
+        Err(SwitchAndRecordError::Switch(e)) => {
+            let message = e.to_string();
+            record(
+                &app,
+                events::switch_failed(now, from.color(), to, false, &message),
+            )
+            .await?;
+            Err(ApiError::conflict(message))
+        }
+        Err(SwitchAndRecordError::Store(e)) => {
+            record(&app, events::toggle(now, from.color(), to, false, &why, 0)).await?;
+            Err(ApiError::internal(
+                "switched, but the toggle could not be stored",
+                e,
+            ))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    color: Color,
+    image: String,
+}
+
+/// `POST /api/v1/deploy {"color": "green", "image": "registry/app:1.2"}`:
+/// refuses the live color (`409`), runs `deploy_cmd` otherwise.
+pub async fn deploy(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let b: DeployBody = parse_body(&body?)?;
+    let result = control::deploy_guarded(&app.switcher, &app.pool, b.color, &b.image).await;
+    let now = Utc::now();
+    match result {
+        Ok(report) => {
+            record(
+                &app,
+                events::deploy(
+                    now,
+                    "deploy",
+                    b.color,
+                    format!(
+                        "{} to {}: {}",
+                        report.image,
+                        b.color,
+                        report.outcome.summary()
+                    ),
+                ),
+            )
+            .await?;
+            Ok(Json(json!({
+                "color": b.color, "image": report.image, "ok": true,
+                "output": report.outcome.output,
+            })))
+        }
+        Err(DeployError::Store(e)) => Err(ApiError::internal("the deploy could not be stored", e)),
+        Err(e @ DeployError::BadImage(_)) => {
+            let message = e.to_string();
+            record(
+                &app,
+                events::deploy(now, "deploy_refused", b.color, message.clone()),
+            )
+            .await?;
+            Err(ApiError::bad_request(message))
+        }
+        Err(e @ DeployError::Failed { .. }) => {
+            let message = e.to_string();
+            record(
+                &app,
+                events::deploy(now, "deploy_failed", b.color, message.clone()),
+            )
+            .await?;
+            Err(ApiError::conflict(message))
+        }
+        Err(e) => {
+            let message = e.to_string();
+            record(
+                &app,
+                events::deploy(now, "deploy_refused", b.color, message.clone()),
+            )
+            .await?;
+            Err(ApiError::conflict(message))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleBody {
+    color: Color,
+    n: u32,
+}
+
+/// `POST /api/v1/scale {"color": "green", "n": 3}`: runs `scale_cmd`.
+pub async fn scale(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    let b: ScaleBody = parse_body(&body?)?;
+    if b.n > 10_000 {
+        return Err(ApiError::bad_request("n must be between 0 and 10000"));
+    }
+    let result = control::scale(app.switcher.settings(), b.color, b.n).await;
+    let now = Utc::now();
+    match result {
+        Ok(outcome) => {
+            record(
+                &app,
+                events::scale(
+                    now,
+                    "scale",
+                    b.color,
+                    format!("{} to {}: {}", b.color, b.n, outcome.summary()),
+                ),
+            )
+            .await?;
+            Ok(Json(json!({
+                "color": b.color, "n": b.n, "ok": true, "output": outcome.output,
+            })))
+        }
+        Err(e) => {
+            let message = e.to_string();
+            record(
+                &app,
+                events::scale(now, "scale_failed", b.color, message.clone()),
+            )
+            .await?;
+            Err(ApiError::conflict(message))
+        }
+    }
+}
+
+/// The rollback's state for `GET /api/v1/rollback` and the operator actions.
+async fn rollback_value(app: &AppState) -> Result<Value, ApiError> {
+    let state = control::rollback_state(&app.pool)
+        .await
+        .map_err(|e| ApiError::internal("the rollback state could not be read", e))?;
+    let last = control::last_toggle(&app.pool)
+        .await
+        .map_err(|e| ApiError::internal("the last toggle could not be read", e))?;
+    let s = &app.rollback;
+    let now = Utc::now();
+    let remaining = |since: chrono::DateTime<Utc>, total: std::time::Duration| {
+        let elapsed = (now - since).to_std().unwrap_or_default();
+        total
+            .checked_sub(elapsed)
+            .filter(|d| !d.is_zero())
+            .map(|d| format_duration(std::time::Duration::from_secs(d.as_secs().max(1))))
+    };
+    let status = if !s.enabled || state.disabled {
+        "disabled"
+    } else if state.latched {
+        "latched"
+    } else {
+        "armed"
+    };
+    Ok(json!({
+        "state": status,
+        "disabled_by": if !s.enabled { Some("config (rollback.enabled = false)") }
+                       else if state.disabled { Some("operator (bgw-watchdog rollback disable)") }
+                       else { None },
+        "mode": s.mode,
+        "failover": s.failover,
+        "window": s.window,
+        "cooldown": s.cooldown,
+        "quorum": s.quorum,
+        "fail_after": s.fail_after,
+        "latched_at": state.latched_at,
+        "latch_reason": state.latch_reason,
+        "last_toggle": last,
+        "window_remaining": last.as_ref().and_then(|t| remaining(t.at, s.window.0)),
+        "last_automatic_at": state.last_automatic_at,
+        "cooldown_remaining": state.last_automatic_at.and_then(|t| remaining(t, s.cooldown.0)),
+        "last_decision": app.control.last(),
+    }))
+}
+
+/// `GET /api/v1/rollback`: armed / latched / disabled, the last toggle, the
+/// time left in its window and in the cooldown, and the last decision.
+pub async fn rollback_status(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    Ok(Json(rollback_value(&app).await?))
+}
+
+/// `POST /api/v1/rollback/rearm`: releases the latch and undoes `disable`.
+pub async fn rearm(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    control::rearm(&app.pool)
+        .await
+        .map_err(|e| ApiError::internal("the rollback could not be re-armed", e))?;
+    record(
+        &app,
+        events::operator(
+            Utc::now(),
+            "rollback_rearm",
+            "automatic rollback re-armed by an operator",
+        ),
+    )
+    .await?;
+    app.control.wake.notify_one();
+    Ok(Json(rollback_value(&app).await?))
+}
+
+/// `POST /api/v1/rollback/disable`: no automatic switch until `rearm`.
+pub async fn disable(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.authorize_admin(&headers, peer)?;
+    control::disable(&app.pool)
+        .await
+        .map_err(|e| ApiError::internal("the rollback could not be disabled", e))?;
+    record(
+        &app,
+        events::operator(
+            Utc::now(),
+            "rollback_disable",
+            "automatic rollback disabled by an operator (until `rollback rearm`)",
+        ),
+    )
+    .await?;
+    app.control.wake.notify_one();
+    Ok(Json(rollback_value(&app).await?))
+}
