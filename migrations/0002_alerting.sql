@@ -9,7 +9,7 @@ CREATE TABLE notifications (
     channel         TEXT    NOT NULL,    -- slack | email | webhook
     group_key       TEXT,                -- same key, same channel, close in time: one message
     payload         TEXT    NOT NULL,    -- JSON of bgw_notify::Notification
-    state           TEXT    NOT NULL,    -- pending | delivered | failed | merged
+    state           TEXT    NOT NULL,    -- pending | delivered | failed | merged | cancelled
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     last_error      TEXT,

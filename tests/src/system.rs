@@ -30,6 +30,10 @@ pub struct Options {
     /// `proxy.template`: `None` is the builtin one; `Some(text)` is written
     /// to `template.conf` next to the live file and used.
     pub template: Option<String>,
+    /// More `[[check]]` entries (e.g. the prober's reporter check).
+    pub extra_checks: String,
+    /// More tables appended to the configuration (e.g. `[notify.slack]`).
+    pub extra_tables: String,
 }
 
 impl Default for Options {
@@ -41,6 +45,8 @@ impl Default for Options {
             checker_interval: "300ms",
             rollback: Options::rollback_with(""),
             template: None,
+            extra_checks: String::new(),
+            extra_tables: String::new(),
         }
     }
 }
@@ -137,11 +143,13 @@ impl System {
             proxy.template = path.display().to_string();
         }
         let extra = format!(
-            "startup_grace = \"1s\"\n[proxy]\n{}\n[rollback]\n{}\n",
+            "startup_grace = \"1s\"\n[proxy]\n{}\n[rollback]\n{}\n{}\n",
             toml::to_string(&proxy)?,
-            o.rollback
+            o.rollback,
+            o.extra_tables
         );
-        let watchdog = spawn_watchdog_with(&checks(&o), &extra).await;
+        let watchdog =
+            spawn_watchdog_with(&format!("{}\n{}", checks(&o), o.extra_checks), &extra).await;
         let agent = |color: Color, port: u16, token: &str| -> anyhow::Result<Proc> {
             let child = Command::new(bin("bgw-agent"))
                 .args(["--watchdog-url", &watchdog.base])

@@ -69,6 +69,8 @@ pub async fn run(
         channels: notify.channels.iter().map(|c| c.name()).collect(),
         policy: notify.policy.clone(),
         live_file: Some(settings.live_file.clone()),
+        started: now,
+        hold_after_start: settings.startup_grace,
     };
     let (monitor, monitor_task) = monitor::spawn(
         pool.clone(),

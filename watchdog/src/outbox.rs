@@ -31,6 +31,14 @@ pub struct Planner {
     pub policy: Policy,
     /// Where the live color is read from, to name it in messages.
     pub live_file: Option<PathBuf>,
+    /// When this watchdog process started.
+    pub started: DateTime<Utc>,
+    /// A check whose deadline passed while the watchdog was not running is
+    /// down at once, but its alert is held this long (`startup_grace`): the
+    /// silence may have been the watchdog's own, and an agent that is alive
+    /// re-delivers within seconds. If the check recovers meanwhile, neither
+    /// the down nor the up is sent (both events say so).
+    pub hold_after_start: Duration,
 }
 
 impl Planner {
@@ -73,13 +81,57 @@ pub async fn enqueue(
                 .await?;
             continue;
         }
+        if kind == Kind::Up && cancel_held_down(conn, e, *id, now).await? {
+            continue;
+        }
         let live = *live.get_or_insert_with(|| planner.live());
         let n = alerting::notification(*id, e, kind, live);
-        insert(conn, planner, *id, e, kind, &n, now).await?;
+        let not_before = match kind {
+            Kind::Down if e.at < planner.started => planner.started + planner.hold_after_start,
+            _ => now,
+        };
+        insert(conn, planner, *id, e, kind, &n, now, not_before.max(now)).await?;
     }
     Ok(())
 }
 
+/// A recovery that comes while the check's down alert is still held (see
+/// [`Planner::hold_after_start`]) cancels that alert and is itself quiet.
+async fn cancel_held_down(
+    conn: &mut SqliteConnection,
+    e: &NewEvent,
+    up_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let held: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT n.id, n.event_id FROM notifications n JOIN events ev ON ev.id = n.event_id \
+         WHERE n.state = 'pending' AND n.attempts = 0 AND n.next_attempt_at > ? AND ev.check_name = ? AND ev.to_state = 'down'",
+    )
+    .bind(to_ms(now))
+    .bind(&e.check)
+    .fetch_all(&mut *conn)
+    .await?;
+    if held.is_empty() {
+        return Ok(false);
+    }
+    let why = "recovered while its alert was held after a watchdog restart: the silence was the watchdog's";
+    for (notification, event) in &held {
+        sqlx::query("UPDATE notifications SET state = 'cancelled', last_error = ? WHERE id = ?")
+            .bind(why)
+            .bind(notification)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE events SET silenced = ? WHERE id IN (?, ?)")
+            .bind(why)
+            .bind(event)
+            .bind(up_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn insert(
     conn: &mut SqliteConnection,
     planner: &Planner,
@@ -88,6 +140,7 @@ async fn insert(
     kind: Kind,
     n: &Notification,
     now: DateTime<Utc>,
+    not_before: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_string(n).expect("notification serializes");
     let group = alerting::group_key(kind, e);
@@ -102,7 +155,7 @@ async fn insert(
         .bind(channel)
         .bind(&group)
         .bind(&payload)
-        .bind(to_ms(now))
+        .bind(to_ms(not_before))
         .bind(to_ms(now))
         .execute(&mut *conn)
         .await?;
@@ -178,7 +231,7 @@ async fn flapping(
         };
         let ids = crate::store::insert_events(conn, std::slice::from_ref(&notice), now).await?;
         let n = alerting::notification(ids[0], &notice, Kind::Flapping, planner.live());
-        insert(conn, planner, ids[0], &notice, Kind::Flapping, &n, now).await?;
+        insert(conn, planner, ids[0], &notice, Kind::Flapping, &n, now, now).await?;
     }
     Ok(true)
 }

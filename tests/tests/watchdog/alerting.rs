@@ -324,3 +324,45 @@ async fn silences_suppress_alerts_and_show_on_the_event() {
     let (_, list) = w.admin_get("/api/v1/silences").await;
     assert_eq!(list["silences"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn after_a_watchdog_restart_a_check_that_comes_back_at_once_raises_no_alert() {
+    let slack = SlackReceiver::start().await;
+    let extra = format!(
+        "startup_grace = \"3s\"\n{}",
+        notify_config(&slack, None, "")
+    );
+    let mut w = spawn_watchdog_with(&default_checks("1s", "1s"), &extra).await;
+    w.blue_ok("a1").await;
+    assert_eq!(w.ping("").await, 200);
+    w.kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.start().await;
+    // Blue's agent was alive all along and keeps delivering; the job and the
+    // checker (which never reported) were really silent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < deadline {
+        w.blue_ok("a1").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut subjects = subjects_of(&slack.messages());
+    subjects.sort();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects[0].starts_with("[bgw] DOWN checker"),
+        "{subjects:?}"
+    );
+    assert!(subjects[1].starts_with("[bgw] DOWN job"), "{subjects:?}");
+    let events = w.events().await;
+    let quiet = events
+        .iter()
+        .filter(|e| {
+            e["check"] == "blue"
+                && e["silenced"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("watchdog restart")
+        })
+        .count();
+    assert_eq!(quiet, 2, "the down and the up both say why they were quiet");
+}

@@ -179,7 +179,7 @@ pub struct NotificationsQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/notifications?state=pending|delivered|failed|merged&limit=`
+/// `GET /api/v1/notifications?state=pending|delivered|failed|merged|cancelled&limit=`
 pub async fn notifications(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -189,9 +189,12 @@ pub async fn notifications(
     app.authorize_admin(&headers, peer)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if let Some(s) = q.state.as_deref() {
-        if !matches!(s, "pending" | "delivered" | "failed" | "merged") {
+        if !matches!(
+            s,
+            "pending" | "delivered" | "failed" | "merged" | "cancelled"
+        ) {
             return Err(ApiError::bad_request(format!(
-                "state={s:?}: expected pending, delivered, failed or merged"
+                "state={s:?}: expected pending, delivered, failed, merged or cancelled"
             )));
         }
     }

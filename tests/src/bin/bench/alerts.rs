@@ -33,7 +33,11 @@ async fn latency() -> anyhow::Result<()> {
     let checks = format!(
         "[[check]]\nname = \"job\"\nkind = \"heartbeat\"\nuuid = \"{JOB_UUID}\"\nperiod = \"1h\"\ngrace = \"1h\"\n"
     );
-    let w = spawn_watchdog_with(&checks, &channels(&slack, &smtp, "flap_threshold = 100000\nrepeat = \"0s\"")).await;
+    let w = spawn_watchdog_with(
+        &checks,
+        &channels(&slack, &smtp, "flap_threshold = 100000\nrepeat = \"0s\""),
+    )
+    .await;
     let rounds = 40;
     let mut to_slack = Vec::new();
     let mut to_email = Vec::new();
@@ -52,8 +56,14 @@ async fn latency() -> anyhow::Result<()> {
         let got = mails[i].received_at();
         to_email.push(got.duration_since(sent_wall).unwrap_or_default());
     }
-    println!("   state change -> Slack receiver: {}", percentiles(to_slack));
-    println!("   state change -> SMTP server (aiosmtpd): {}", percentiles(to_email));
+    println!(
+        "   state change -> Slack receiver: {}",
+        percentiles(to_slack)
+    );
+    println!(
+        "   state change -> SMTP server (aiosmtpd): {}",
+        percentiles(to_email)
+    );
     Ok(())
 }
 
@@ -73,7 +83,14 @@ async fn burst(colored: usize, jobs: usize) -> anyhow::Result<()> {
             "[[check]]\nname = \"job-{i}\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-4000-8000-{i:012}\"\nperiod = \"3s\"\ngrace = \"0s\""
         );
     }
-    let w: Watchdog = spawn_watchdog_with(&checks, &format!("rate_limit = 0\n{}", channels(&slack, &smtp, "repeat = \"0s\""))).await;
+    let w: Watchdog = spawn_watchdog_with(
+        &checks,
+        &format!(
+            "rate_limit = 0\n{}",
+            channels(&slack, &smtp, "repeat = \"0s\"")
+        ),
+    )
+    .await;
     let expected = 1 + jobs;
     let started = Instant::now();
     let limit = Duration::from_secs(120);
@@ -108,7 +125,12 @@ async fn burst(colored: usize, jobs: usize) -> anyhow::Result<()> {
     let grouped = slack
         .messages()
         .iter()
-        .filter(|m| m["text"].as_str().unwrap_or("").contains(&format!("{colored} checks of blue")))
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("{colored} checks of blue"))
+        })
         .count();
     println!(
         "   {} checks down at one deadline ({colored} blue services, {jobs} jobs): Slack got {} messages ({grouped} grouped for blue) {:.2}s after the deadline; email got {} {:.2}s after; run took {:.1}s",
