@@ -1,17 +1,12 @@
 //! Real processes on loopback for the prober's tests: the `bgw-prober`
-//! binary, an in-test watchdog (`/healthz` and the report endpoint) that can
-//! be stopped and started again on the same port, a public endpoint, and the
-//! workspace's real Slack receiver and SMTP server.
+//! binary, a public endpoint, and (from `bgw_e2e`) the in-test watchdog that
+//! can be stopped and started again on the same port.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use bgw_wire::Report;
-use std::net::SocketAddr;
+use axum::routing::get;
+use axum::Router;
+pub use bgw_e2e::fake_watchdog::{FakeWatchdog, Server};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something before failing.
@@ -26,118 +21,6 @@ pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// An HTTP server on a fixed loopback address that can be stopped (the port
-/// then refuses connections) and started again.
-pub struct Server {
-    pub addr: SocketAddr,
-    router: Router,
-    running: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
-}
-
-impl Server {
-    pub async fn start(router: Router) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut s = Server {
-            addr: listener.local_addr().unwrap(),
-            router,
-            running: None,
-        };
-        s.serve(listener);
-        s
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let app = self.router.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        self.running = Some((tx, task));
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some((tx, task)) = self.running.take() {
-            let _ = tx.send(());
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(3), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        let start = Instant::now();
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(
-                        start.elapsed() < DEADLINE,
-                        "cannot rebind {}: {e}",
-                        self.addr
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
-        self.serve(listener);
-    }
-}
-
-/// The watchdog as the prober sees it: `GET /healthz` 200 and
-/// `POST /api/v1/report` 202, recording the reports.
-pub struct FakeWatchdog {
-    pub server: Server,
-    reports: Arc<Mutex<Vec<(String, Report)>>>,
-}
-
-impl FakeWatchdog {
-    pub async fn start() -> FakeWatchdog {
-        type Reports = Arc<Mutex<Vec<(String, Report)>>>;
-        async fn report(
-            State(reports): State<Reports>,
-            headers: axum::http::HeaderMap,
-            Json(r): Json<Report>,
-        ) -> StatusCode {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            reports.lock().unwrap().push((auth, r));
-            StatusCode::ACCEPTED
-        }
-        let reports: Reports = Arc::default();
-        let router = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/api/v1/report", post(report))
-            .with_state(reports.clone());
-        FakeWatchdog {
-            server: Server::start(router).await,
-            reports,
-        }
-    }
-
-    /// (Authorization header, report) of every report received.
-    pub fn reports(&self) -> Vec<(String, Report)> {
-        self.reports.lock().unwrap().clone()
     }
 }
 

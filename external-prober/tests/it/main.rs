@@ -112,7 +112,7 @@ async fn the_prober_reports_the_public_endpoint_and_the_watchdog() {
     let s = setup().await;
     let prober = s.prober("p");
     s.wait_for_reports().await;
-    let (auth, report) = s.watchdog.reports().pop().unwrap();
+    let (auth, report) = s.watchdog.received().pop().unwrap();
     assert_eq!(auth, "Bearer prober-secret-token");
     assert_eq!(report.observer, "prober");
     let targets: Vec<Target> = report.results.iter().map(|r| r.target).collect();

@@ -1,17 +1,12 @@
 //! Real processes on loopback for the checker's tests: two `bgw-testapp`
-//! instances, a real nginx in front of them, the `bgw-checker` binary, and a
-//! small in-test watchdog that records the reports it is sent and can be
-//! stopped and started again on the same port.
+//! instances, a real nginx in front of them, the `bgw-checker` binary, and
+//! (from `bgw_e2e`) the in-test watchdog that records the reports it is sent
+//! and can be stopped and started again on the same port.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
-use bgw_wire::Report;
-use std::net::SocketAddr;
+pub use bgw_e2e::fake_watchdog::FakeWatchdog;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for something before failing.
@@ -199,118 +194,6 @@ pub fn send_signal(pid: u32, signal: &str) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
-}
-
-#[derive(Default)]
-struct Recorded {
-    reports: Mutex<Vec<Report>>,
-    authorizations: Mutex<Vec<String>>,
-}
-
-/// An in-test stand-in for the watchdog's report endpoint: records each
-/// report and answers `202`, like the real one.
-pub struct FakeWatchdog {
-    pub addr: SocketAddr,
-    recorded: Arc<Recorded>,
-    running: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
-}
-
-impl FakeWatchdog {
-    pub async fn start() -> FakeWatchdog {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut w = FakeWatchdog {
-            addr: listener.local_addr().unwrap(),
-            recorded: Arc::default(),
-            running: None,
-        };
-        w.serve(listener);
-        w
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        async fn report(
-            State(rec): State<Arc<Recorded>>,
-            headers: HeaderMap,
-            Json(report): Json<Report>,
-        ) -> StatusCode {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            rec.authorizations.lock().unwrap().push(auth);
-            rec.reports.lock().unwrap().push(report);
-            StatusCode::ACCEPTED
-        }
-        let app = Router::new()
-            .route("/api/v1/report", post(report))
-            .with_state(self.recorded.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        self.running = Some((tx, task));
-    }
-
-    /// Stops answering: the port is closed until [`FakeWatchdog::restart`].
-    pub async fn stop(&mut self) {
-        if let Some((tx, task)) = self.running.take() {
-            let _ = tx.send(());
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(3), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-
-    /// Listens again on the same address.
-    pub async fn restart(&mut self) {
-        let start = Instant::now();
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(
-                        start.elapsed() < DEADLINE,
-                        "cannot rebind {}: {e}",
-                        self.addr
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
-        self.serve(listener);
-    }
-
-    pub fn reports(&self) -> Vec<Report> {
-        self.recorded.reports.lock().unwrap().clone()
-    }
-
-    pub fn authorizations(&self) -> Vec<String> {
-        self.recorded.authorizations.lock().unwrap().clone()
-    }
-
-    /// Waits for a report, received after the first `skip`, that `pred` accepts.
-    pub async fn wait_for_report(&self, skip: usize, pred: impl Fn(&Report) -> bool) -> Report {
-        eventually("a matching report", || {
-            self.reports().into_iter().skip(skip).find(|r| pred(r))
-        })
-        .await
-    }
 }
 
 /// The `bgw-checker` binary under test, its stderr kept in a file.

@@ -220,7 +220,7 @@ async fn the_checker_keeps_probing_while_the_watchdog_is_down_and_delivers_once_
     let mut checker = s.checker("blue");
     s.watchdog.wait_for_report(0, all_ok).await;
 
-    s.watchdog.stop().await;
+    s.watchdog.server.stop().await;
     // While the watchdog is away, green breaks: only a checker that kept
     // probing can report it when the watchdog is back.
     s.green.control("fail").await;
@@ -231,7 +231,7 @@ async fn the_checker_keeps_probing_while_the_watchdog_is_down_and_delivers_once_
     );
     let before = s.watchdog.reports().len();
 
-    s.watchdog.restart().await;
+    s.watchdog.server.restart().await;
     let report = s
         .watchdog
         .wait_for_report(before, |r| {

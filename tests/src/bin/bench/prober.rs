@@ -11,72 +11,14 @@
 //! `silence_after` is expected.
 
 use anyhow::{bail, Context};
-use axum::routing::{get, post};
-use axum::Router;
+use bgw_e2e::fake_watchdog::FakeWatchdog;
 use bgw_e2e::slack::SlackReceiver;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SILENCE_AFTER: Duration = Duration::from_secs(5);
 const INTERVAL: &str = "1s";
 const TRIALS: usize = 3;
-
-struct Watchdog {
-    addr: SocketAddr,
-    stop: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
-}
-
-impl Watchdog {
-    async fn bind(addr: SocketAddr) -> anyhow::Result<Watchdog> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e).context("bind the fake watchdog"),
-            }
-        };
-        let addr = listener.local_addr()?;
-        let app = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/api/v1/report",
-                post(|| async { axum::http::StatusCode::ACCEPTED }),
-            );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(Watchdog {
-            addr,
-            stop: Some((tx, task)),
-        })
-    }
-
-    async fn kill(&mut self) {
-        if let Some((tx, task)) = self.stop.take() {
-            let _ = tx.send(());
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-    }
-}
 
 async fn wait_for(slack: &SlackReceiver, n: usize, limit: Duration) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + limit;
@@ -104,18 +46,18 @@ pub async fn run() -> anyhow::Result<()> {
             prober_bin.display()
         );
     }
-    let mut watchdog = Watchdog::bind("127.0.0.1:0".parse()?).await?;
+    let mut watchdog = FakeWatchdog::start().await;
     let slack = SlackReceiver::start().await;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("prober.toml");
     std::fs::write(
         &config,
         format!(
-            "watchdog_url = \"http://{}\"\ntoken = \"bench\"\npublic_url = \"http://{}/healthz\"\n\
+            "watchdog_url = \"{}\"\ntoken = \"bench\"\npublic_url = \"{}/healthz\"\n\
              interval = \"{INTERVAL}\"\ntimeout = \"2s\"\nsilence_after = \"{}s\"\n\
              state_dir = \"{}\"\n[notify.slack]\nwebhook_url = \"{}\"\n",
-            watchdog.addr,
-            watchdog.addr,
+            watchdog.url(),
+            watchdog.url(),
             SILENCE_AFTER.as_secs(),
             dir.path().join("state").display(),
             slack.url(),
@@ -139,7 +81,7 @@ pub async fn run() -> anyhow::Result<()> {
         for trial in 1..=TRIALS {
             let before = slack.received_at().len();
             let killed = Instant::now();
-            watchdog.kill().await;
+            watchdog.server.stop().await;
             let down = wait_for(&slack, before + 1, SILENCE_AFTER * 4).await?;
             let delay = down.duration_since(killed);
             println!(
@@ -148,8 +90,11 @@ pub async fn run() -> anyhow::Result<()> {
                 delay.as_secs_f64() - SILENCE_AFTER.as_secs_f64()
             );
             delays.push(delay);
-            let addr = watchdog.addr;
-            watchdog = Watchdog::bind(addr).await?;
+            watchdog
+                .server
+                .try_restart()
+                .await
+                .context("rebind the fake watchdog")?;
             let back = Instant::now();
             let up = wait_for(&slack, before + 2, Duration::from_secs(20)).await?;
             println!(
