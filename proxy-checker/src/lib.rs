@@ -6,6 +6,7 @@
 //! The probing ([`probe`]) and the report delivery ([`delivery`]) are also
 //! used by `bgw-prober`.
 
+pub mod cli;
 pub mod delivery;
 pub mod probe;
 pub mod round;
