@@ -3,7 +3,9 @@
 //! `webhook_url`), then flags; parsed into [`Settings`], with errors that
 //! name the key and never quote a secret.
 
-use bgw_checker::settings::{http_url, layered, positive, token, ConfigError, Overrides};
+use bgw_checker::settings::{
+    http_url, layered, observer, positive, required, timing, token, ConfigError, Overrides,
+};
 use bgw_notify::{EmailSettings, SlackSettings, WebhookSettings};
 use bgw_wire::HumanDuration;
 use secrecy::SecretString;
@@ -81,40 +83,32 @@ struct Raw {
     notify: Notify,
 }
 
-fn err(key: &str, message: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("key `{key}`: {message}"))
-}
-
 /// Loads and validates the prober's settings.
 pub fn load(
     config: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Overrides,
 ) -> Result<Settings, ConfigError> {
-    let table = layered(config, env, KEYS, SECTIONS, flags)?;
-    let raw: Raw =
-        bgw_wire::settings::deserialize(table).map_err(|e| ConfigError(e.to_string()))?;
-    let required = |key: &str, v: Option<String>| v.ok_or_else(|| err(key, "missing"));
+    let raw: Raw = layered(config, env, KEYS, SECTIONS, flags)?;
     let watchdog_url = http_url("watchdog_url", &required("watchdog_url", raw.watchdog_url)?)?;
     let public_url = http_url("public_url", &required("public_url", raw.public_url)?)?;
-    let observer = raw.observer.unwrap_or_else(|| "prober".into());
-    if observer.trim().is_empty() {
-        return Err(err("observer", "is empty"));
-    }
+    let observer = observer(raw.observer, "prober")?;
     let state_dir = raw
         .state_dir
         .unwrap_or_else(|| PathBuf::from("/var/lib/bgw-prober"));
     if state_dir.as_os_str().is_empty() {
-        return Err(err("state_dir", "is empty"));
+        return Err(ConfigError::key("state_dir", "is empty"));
     }
+    let token = token(raw.token, raw.token_file.as_deref())?;
+    let (interval, timeout, threshold) = timing(raw.interval, raw.timeout, raw.threshold)?;
     Ok(Settings {
         watchdog_url,
-        token: token(raw.token, raw.token_file.as_deref())?,
-        observer: observer.trim().to_string(),
+        token,
+        observer,
         public_url,
-        interval: positive("interval", raw.interval, Duration::from_secs(5))?,
-        timeout: positive("timeout", raw.timeout, Duration::from_secs(30))?,
-        threshold: positive("threshold", raw.threshold, Duration::from_millis(2000))?,
+        interval,
+        timeout,
+        threshold,
         silence_after: positive("silence_after", raw.silence_after, Duration::from_secs(30))?,
         state_dir,
         notify: raw.notify,

@@ -3,8 +3,9 @@
 //! invalid. Every error names the key; no error quotes a value, so a token
 //! never reaches a log.
 //!
-//! The layering helpers ([`layered`], [`token`], [`http_url`], [`positive`])
-//! are public because `bgw-prober` loads its settings the same way.
+//! The layering helpers ([`layered`], [`required`], [`token`], [`observer`],
+//! [`http_url`], [`positive`], [`timing`]) are public because `bgw-prober`
+//! loads its settings the same way.
 
 use bgw_wire::HumanDuration;
 use secrecy::SecretString;
@@ -16,8 +17,17 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn err(key: &str, message: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("key `{key}`: {message}"))
+impl ConfigError {
+    /// An error about one key: "key `<key>`: <message>".
+    pub fn key(key: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError(format!("key `{key}`: {message}"))
+    }
+}
+
+impl From<bgw_wire::settings::SettingsError> for ConfigError {
+    fn from(e: bgw_wire::settings::SettingsError) -> ConfigError {
+        ConfigError(e.0)
+    }
 }
 
 /// Every key of the checker, as written in the file (env: `BGW_` + upper case).
@@ -92,18 +102,18 @@ impl Overrides {
 }
 
 /// Reads the file (if any), overlays the `BGW_*` variables of `env` that name
-/// one of `keys` or a key under one of `sections`, then the flags. Variables
-/// meant for the other bgw binaries (`BGW_LISTEN`) are ignored, not errors;
-/// unknown keys in the file are errors.
-pub fn layered(
+/// one of `keys` or a key under one of `sections`, then the flags, and
+/// deserializes the result. Variables meant for the other bgw binaries
+/// (`BGW_LISTEN`) are ignored, not errors; unknown keys in the file are
+/// errors.
+pub fn layered<T: serde::de::DeserializeOwned>(
     config: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     keys: &[&str],
     sections: &[&str],
     flags: &Overrides,
-) -> Result<toml::Table, ConfigError> {
-    let mut table =
-        bgw_wire::settings::load_file(config).map_err(|e| ConfigError(e.to_string()))?;
+) -> Result<T, ConfigError> {
+    let mut table = bgw_wire::settings::load_file(config)?;
     let ours = env.into_iter().filter(|(name, _)| {
         let Some(rest) = name.strip_prefix("BGW_") else {
             return false;
@@ -118,7 +128,35 @@ pub fn layered(
     for (key, value) in &flags.0 {
         table.insert(key.to_string(), value.clone());
     }
-    Ok(table)
+    Ok(bgw_wire::settings::deserialize(table)?)
+}
+
+/// A key that has no default.
+pub fn required<T>(key: &str, value: Option<T>) -> Result<T, ConfigError> {
+    value.ok_or_else(|| ConfigError::key(key, "missing"))
+}
+
+/// `observer`, trimmed, or `default`; it must not be blank.
+pub fn observer(value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let observer = value.unwrap_or_else(|| default.into());
+    if observer.trim().is_empty() {
+        return Err(ConfigError::key("observer", "is empty"));
+    }
+    Ok(observer.trim().to_string())
+}
+
+/// `interval`, `timeout` and `threshold`, with the contract's defaults
+/// (5s, 30s, 2000ms); each must be more than zero.
+pub fn timing(
+    interval: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+    threshold: Option<HumanDuration>,
+) -> Result<(Duration, Duration, Duration), ConfigError> {
+    Ok((
+        positive("interval", interval, Duration::from_secs(5))?,
+        positive("timeout", timeout, Duration::from_secs(30))?,
+        positive("threshold", threshold, Duration::from_millis(2000))?,
+    ))
 }
 
 /// `token`, or the first line of `token_file`; exactly one must be set.
@@ -130,15 +168,19 @@ pub fn token(
         (Some(_), Some(_)) => Err(ConfigError(
             "keys `token` and `token_file`: set one of them, not both".into(),
         )),
-        (None, None) => Err(err("token", "missing (or set `token_file`)")),
-        (Some(t), None) if t.trim().is_empty() => Err(err("token", "is empty")),
+        (None, None) => Err(ConfigError::key("token", "missing (or set `token_file`)")),
+        (Some(t), None) if t.trim().is_empty() => Err(ConfigError::key("token", "is empty")),
         (Some(t), None) => Ok(SecretString::from(t.trim().to_string())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| err("token_file", format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::key("token_file", format!("cannot read {}: {e}", path.display()))
+            })?;
             let t = text.lines().next().unwrap_or("").trim();
             if t.is_empty() {
-                return Err(err("token_file", format!("{} is empty", path.display())));
+                return Err(ConfigError::key(
+                    "token_file",
+                    format!("{} is empty", path.display()),
+                ));
             }
             Ok(SecretString::from(t.to_string()))
         }
@@ -148,13 +190,16 @@ pub fn token(
 /// An `http://` or `https://` URL with a host.
 pub fn http_url(key: &str, value: &str) -> Result<reqwest::Url, ConfigError> {
     let url = reqwest::Url::parse(value.trim()).map_err(|e| {
-        err(
+        ConfigError::key(
             key,
             format!("not a URL ({e}); write it like http://127.0.0.1:8700"),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(err(key, "must be an http:// or https:// URL with a host"));
+        return Err(ConfigError::key(
+            key,
+            "must be an http:// or https:// URL with a host",
+        ));
     }
     Ok(url)
 }
@@ -167,7 +212,7 @@ pub fn positive(
 ) -> Result<Duration, ConfigError> {
     let d = value.map_or(default, |h| h.0);
     if d.is_zero() {
-        return Err(err(key, "must be more than 0"));
+        return Err(ConfigError::key(key, "must be more than 0"));
     }
     Ok(d)
 }
@@ -175,7 +220,7 @@ pub fn positive(
 /// `host:port`, as the original scripts wrote the app addresses.
 fn address(key: &str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
-    let bad = || err(key, "expected host:port, like 127.0.0.1:3000");
+    let bad = || ConfigError::key(key, "expected host:port, like 127.0.0.1:3000");
     let (h, port) = v.rsplit_once(':').ok_or_else(bad)?;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {}
@@ -189,7 +234,7 @@ fn address(key: &str, value: &str) -> Result<String, ConfigError> {
 fn host(key: &str, value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
     let bad = || {
-        err(
+        ConfigError::key(
             key,
             "expected a host name or IP address without a port, like 127.0.0.1",
         )
@@ -211,23 +256,13 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Overrides,
 ) -> Result<Settings, ConfigError> {
-    let table = layered(config, env, KEYS, &[], flags)?;
-    let raw: Raw =
-        bgw_wire::settings::deserialize(table).map_err(|e| ConfigError(e.to_string()))?;
-    let watchdog_url = http_url(
-        "watchdog_url",
-        raw.watchdog_url
-            .as_deref()
-            .ok_or_else(|| err("watchdog_url", "missing"))?,
-    )?;
+    let raw: Raw = layered(config, env, KEYS, &[], flags)?;
+    let watchdog_url = http_url("watchdog_url", &required("watchdog_url", raw.watchdog_url)?)?;
     let token = token(raw.token, raw.token_file.as_deref())?;
-    let observer = raw.observer.unwrap_or_else(|| "checker".into());
-    if observer.trim().is_empty() {
-        return Err(err("observer", "is empty"));
-    }
+    let observer = observer(raw.observer, "checker")?;
     let path = raw.path.unwrap_or_else(|| "/ping".into());
     if !path.starts_with('/') || path.contains(char::is_whitespace) {
-        return Err(err(
+        return Err(ConfigError::key(
             "path",
             "must start with / and contain no spaces, like /ping",
         ));
@@ -236,23 +271,27 @@ pub fn load(
     let idle_listen = raw.idle_listen.unwrap_or(8080);
     for (key, port) in [("live_listen", live_listen), ("idle_listen", idle_listen)] {
         if port == 0 {
-            return Err(err(key, "must be a port from 1 to 65535"));
+            return Err(ConfigError::key(key, "must be a port from 1 to 65535"));
         }
     }
+    let blue = address("blue", raw.blue.as_deref().unwrap_or("127.0.0.1:3000"))?;
+    let green = address("green", raw.green.as_deref().unwrap_or("127.0.0.1:3001"))?;
+    let proxy = host("proxy", raw.proxy.as_deref().unwrap_or("127.0.0.1"))?;
+    let (interval, timeout, threshold) = timing(raw.interval, raw.timeout, raw.threshold)?;
     Ok(Settings {
         watchdog_url,
         token,
-        observer: observer.trim().to_string(),
-        blue: address("blue", raw.blue.as_deref().unwrap_or("127.0.0.1:3000"))?,
-        green: address("green", raw.green.as_deref().unwrap_or("127.0.0.1:3001"))?,
-        proxy: host("proxy", raw.proxy.as_deref().unwrap_or("127.0.0.1"))?,
+        observer,
+        blue,
+        green,
+        proxy,
         live_listen,
         idle_listen,
         live_file: raw.live_file.unwrap_or_else(|| "/var/live".into()),
         path,
-        interval: positive("interval", raw.interval, Duration::from_secs(5))?,
-        timeout: positive("timeout", raw.timeout, Duration::from_secs(30))?,
-        threshold: positive("threshold", raw.threshold, Duration::from_millis(2000))?,
+        interval,
+        timeout,
+        threshold,
     })
 }
 
