@@ -96,6 +96,7 @@ pub async fn deliver<S: Sink>(
 mod tests {
     use super::*;
     use crate::outbox::Entry;
+    use std::path::Path;
     use std::sync::Mutex;
 
     /// Answers with the scripted results, then Ok.
@@ -140,6 +141,19 @@ mod tests {
         Duration::from_millis(1)
     }
 
+    /// Delivers the entry at `path` to `fake`, without waiting between
+    /// attempts.
+    async fn deliver_down(outbox: &Outbox, path: &Path, fake: &Arc<Fake>) -> Delivered {
+        deliver(
+            outbox,
+            path.to_path_buf(),
+            &"DOWN".to_string(),
+            fake.clone(),
+            no_wait,
+        )
+        .await
+    }
+
     fn setup() -> (tempfile::TempDir, Outbox, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).unwrap();
@@ -159,14 +173,7 @@ mod tests {
     async fn transient_failures_are_retried_until_delivered_then_the_file_goes() {
         let (_d, outbox, path) = setup();
         let fake = Fake::new(vec![transient(None), transient(None)]);
-        let got = deliver(
-            &outbox,
-            path.clone(),
-            &"DOWN".to_string(),
-            fake.clone(),
-            no_wait,
-        )
-        .await;
+        let got = deliver_down(&outbox, &path, &fake).await;
         assert_eq!(got, Delivered::Sent { attempts: 3 });
         assert_eq!(fake.sent.lock().unwrap().len(), 3);
         assert!(!path.exists());
@@ -181,14 +188,7 @@ mod tests {
                 reason: "404 no_service".into(),
             }),
         ]);
-        let got = deliver(
-            &outbox,
-            path.clone(),
-            &"DOWN".to_string(),
-            fake.clone(),
-            no_wait,
-        )
-        .await;
+        let got = deliver_down(&outbox, &path, &fake).await;
         let Delivered::GaveUp { reason, kept } = got else {
             panic!("expected to give up")
         };

@@ -274,15 +274,12 @@ pub async fn run(
         timeout: settings.timeout,
         threshold: settings.threshold,
     });
-    let endpoint = Endpoint {
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .user_agent(user_agent)
-            .build()?,
-        url: Endpoint::report_url(&settings.watchdog_url),
-        token: settings.token.clone(),
-        timeout: settings.timeout,
-    };
+    let endpoint = Endpoint::new(
+        &user_agent,
+        &settings.watchdog_url,
+        settings.token.clone(),
+        settings.timeout,
+    )?;
     let reports = Delivery::spawn(endpoint, bgw_checker::max_backoff(settings.interval));
     let mut accepted = reports.accepted();
     let channel_names: Vec<&str> = channels.iter().map(|c| c.name()).collect();

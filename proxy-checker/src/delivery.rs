@@ -39,6 +39,26 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The report endpoint of the watchdog at `watchdog_url`, posted to with
+    /// `token` by a client that names itself `user_agent` and ignores any
+    /// HTTP proxy of the environment.
+    pub fn new(
+        user_agent: &str,
+        watchdog_url: &reqwest::Url,
+        token: SecretString,
+        timeout: Duration,
+    ) -> reqwest::Result<Endpoint> {
+        Ok(Endpoint {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .user_agent(user_agent)
+                .build()?,
+            url: Endpoint::report_url(watchdog_url),
+            token,
+            timeout,
+        })
+    }
+
     /// The report endpoint under `watchdog_url` (which may have a path prefix).
     pub fn report_url(watchdog_url: &reqwest::Url) -> reqwest::Url {
         join(watchdog_url, "api/v1/report")

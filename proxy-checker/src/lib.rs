@@ -31,15 +31,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         timeout: settings.timeout,
         threshold: settings.threshold,
     };
-    let endpoint = Endpoint {
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .user_agent(user_agent)
-            .build()?,
-        url: Endpoint::report_url(&settings.watchdog_url),
-        token: settings.token.clone(),
-        timeout: settings.timeout,
-    };
+    let endpoint = Endpoint::new(
+        &user_agent,
+        &settings.watchdog_url,
+        settings.token.clone(),
+        settings.timeout,
+    )?;
     let delivery = Delivery::spawn(endpoint, max_backoff(settings.interval));
     tracing::info!(
         watchdog = %settings.watchdog_url,

@@ -87,6 +87,20 @@ impl Setup {
         .await;
     }
 
+    /// Waits until Slack and email have each received `n` messages.
+    async fn both_channels_received(&self, n: usize) {
+        self.slack.wait_for(n, WAIT).await;
+        self.smtp.wait_for(n, WAIT).await;
+    }
+
+    /// Waits until every alert is delivered and the outbox is empty.
+    async fn outbox_drained(&self) {
+        harness::eventually("an empty outbox", || {
+            self.outbox_files().is_empty().then_some(())
+        })
+        .await;
+    }
+
     fn outbox_files(&self) -> Vec<String> {
         std::fs::read_dir(self.state_dir.join("outbox"))
             .map(|d| {
@@ -136,8 +150,7 @@ async fn a_silent_watchdog_raises_one_down_and_its_return_one_up_on_slack_and_em
     s.wait_for_reports().await;
 
     s.watchdog.server.stop().await;
-    s.slack.wait_for(1, WAIT).await;
-    s.smtp.wait_for(1, WAIT).await;
+    s.both_channels_received(1).await;
     assert_eq!(s.subjects(), vec!["[bgw] DOWN watchdog"]);
     let text = &s.slack_texts()[0];
     assert!(text.contains("DOWN") && text.contains("watchdog"), "{text}");
@@ -154,18 +167,14 @@ async fn a_silent_watchdog_raises_one_down_and_its_return_one_up_on_slack_and_em
     assert_eq!(s.smtp.messages().len(), 1);
 
     s.watchdog.server.restart().await;
-    s.slack.wait_for(2, WAIT).await;
-    s.smtp.wait_for(2, WAIT).await;
+    s.both_channels_received(2).await;
     assert_eq!(
         s.subjects(),
         vec!["[bgw] DOWN watchdog", "[bgw] UP watchdog"]
     );
     assert!(s.slack_texts()[1].contains("UP"), "{}", s.slack_texts()[1]);
     // The outbox is empty once everything is delivered.
-    harness::eventually("an empty outbox", || {
-        s.outbox_files().is_empty().then_some(())
-    })
-    .await;
+    s.outbox_drained().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.slack.messages().len(), 2);
     assert_no_secret(&s, &prober.stderr());
@@ -177,12 +186,8 @@ async fn a_prober_killed_during_the_outage_does_not_repeat_the_down_and_still_se
     let mut first = s.prober("first");
     s.wait_for_reports().await;
     s.watchdog.server.stop().await;
-    s.slack.wait_for(1, WAIT).await;
-    s.smtp.wait_for(1, WAIT).await;
-    harness::eventually("an empty outbox", || {
-        s.outbox_files().is_empty().then_some(())
-    })
-    .await;
+    s.both_channels_received(1).await;
+    s.outbox_drained().await;
     first.kill9();
 
     let second = s.prober("second");
@@ -192,8 +197,7 @@ async fn a_prober_killed_during_the_outage_does_not_repeat_the_down_and_still_se
     assert_eq!(s.smtp.messages().len(), 1, "DOWN repeated after restart");
 
     s.watchdog.server.restart().await;
-    s.slack.wait_for(2, WAIT).await;
-    s.smtp.wait_for(2, WAIT).await;
+    s.both_channels_received(2).await;
     assert_eq!(
         s.subjects(),
         vec!["[bgw] DOWN watchdog", "[bgw] UP watchdog"]
@@ -223,10 +227,7 @@ async fn an_alert_pending_while_slack_was_down_is_delivered_after_a_restart() {
     let second = s.prober("second");
     s.slack.wait_for(1, WAIT).await;
     assert!(s.slack_texts()[0].contains("DOWN"));
-    harness::eventually("an empty outbox", || {
-        s.outbox_files().is_empty().then_some(())
-    })
-    .await;
+    s.outbox_drained().await;
     tokio::time::sleep(SILENCE).await;
     assert_eq!(s.smtp.messages().len(), 1, "email sent twice");
     assert_eq!(s.slack.messages().len(), 1, "Slack sent twice");
