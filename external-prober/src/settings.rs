@@ -86,7 +86,7 @@ struct Raw {
 /// Loads and validates the prober's settings.
 pub fn load(
     config: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
+    env: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
     flags: &Overrides,
 ) -> Result<Settings, ConfigError> {
     let raw: Raw = layered(config, env, KEYS, SECTIONS, flags)?;
@@ -119,13 +119,6 @@ pub fn load(
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     const MINIMAL: &[(&str, &str)] = &[
         ("BGW_WATCHDOG_URL", "http://127.0.0.1:8700"),
         ("BGW_PUBLIC_URL", "http://203.0.113.10/ping"),
@@ -134,7 +127,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let s = load(None, env(MINIMAL), &Overrides::default()).unwrap();
+        let s = load(None, MINIMAL.to_vec(), &Overrides::default()).unwrap();
         assert_eq!(s.observer, "prober");
         assert_eq!(s.interval, Duration::from_secs(5));
         assert_eq!(s.timeout, Duration::from_secs(30));
@@ -154,11 +147,11 @@ mod tests {
              smtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"bgw@example.org\"\nto = [\"ops@example.org\"]\n",
         )
         .unwrap();
-        let mut vars = env(MINIMAL);
-        vars.extend(env(&[(
+        let mut vars = MINIMAL.to_vec();
+        vars.extend_from_slice(&[(
             "BGW_NOTIFY_SLACK_WEBHOOK_URL",
             "http://127.0.0.1:9/services/T/B/X",
-        )]));
+        )]);
         let s = load(Some(f.path()), vars, &Overrides::default()).unwrap();
         assert_eq!(s.silence_after, Duration::from_secs(10));
         assert!(s.notify.slack.is_some());
@@ -175,8 +168,8 @@ mod tests {
             (&[("BGW_NOTIFY_SLACK_WEBHOK_URL", "x")], "webhok_url"),
         ];
         for (extra, key) in cases {
-            let mut vars = env(MINIMAL);
-            vars.extend(env(extra));
+            let mut vars = MINIMAL.to_vec();
+            vars.extend_from_slice(extra);
             let e = load(None, vars, &Overrides::default())
                 .unwrap_err()
                 .to_string();
@@ -189,7 +182,7 @@ mod tests {
     fn public_url_and_watchdog_url_are_required() {
         let e = load(
             None,
-            env(&[("BGW_WATCHDOG_URL", "http://a:1"), ("BGW_TOKEN", "t")]),
+            [("BGW_WATCHDOG_URL", "http://a:1"), ("BGW_TOKEN", "t")],
             &Overrides::default(),
         )
         .unwrap_err();
@@ -201,8 +194,8 @@ mod tests {
         let mut flags = Overrides::default();
         flags.set("silence_after", Some("3s"));
         flags.set("state_dir", Some("/tmp/p"));
-        let mut vars = env(MINIMAL);
-        vars.extend(env(&[("BGW_SILENCE_AFTER", "1m")]));
+        let mut vars = MINIMAL.to_vec();
+        vars.extend_from_slice(&[("BGW_SILENCE_AFTER", "1m")]);
         let s = load(None, vars, &flags).unwrap();
         assert_eq!(s.silence_after, Duration::from_secs(3));
         assert_eq!(s.state_dir, PathBuf::from("/tmp/p"));

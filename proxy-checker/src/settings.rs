@@ -108,13 +108,14 @@ impl Overrides {
 /// errors.
 pub fn layered<T: serde::de::DeserializeOwned>(
     config: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
+    env: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
     keys: &[&str],
     sections: &[&str],
     flags: &Overrides,
 ) -> Result<T, ConfigError> {
     let mut table = bgw_wire::settings::load_file(config)?;
-    let ours = env.into_iter().filter(|(name, _)| {
+    let env = env.into_iter().map(|(k, v)| (k.into(), v.into()));
+    let ours = env.filter(|(name, _): &(String, String)| {
         let Some(rest) = name.strip_prefix("BGW_") else {
             return false;
         };
@@ -253,7 +254,7 @@ fn host(key: &str, value: &str) -> Result<String, ConfigError> {
 /// Loads and validates the checker's settings.
 pub fn load(
     config: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
+    env: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
     flags: &Overrides,
 ) -> Result<Settings, ConfigError> {
     let raw: Raw = layered(config, env, KEYS, &[], flags)?;
@@ -300,13 +301,6 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     fn file(text: &str) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), text).unwrap();
@@ -320,7 +314,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let s = load(None, env(MINIMAL), &Overrides::default()).unwrap();
+        let s = load(None, MINIMAL.to_vec(), &Overrides::default()).unwrap();
         assert_eq!(s.observer, "checker");
         assert_eq!(s.blue, "127.0.0.1:3000");
         assert_eq!(s.green, "127.0.0.1:3001");
@@ -341,11 +335,11 @@ mod tests {
         flags.set("threshold", Some("750ms"));
         let s = load(
             Some(f.path()),
-            env(&[
+            [
                 ("BGW_INTERVAL", "2s"),
                 ("BGW_THRESHOLD", "3s"),
                 ("BGW_LIVE_LISTEN", "82"),
-            ]),
+            ],
             &flags,
         )
         .unwrap();
@@ -356,8 +350,8 @@ mod tests {
 
     #[test]
     fn variables_of_other_binaries_are_ignored() {
-        let mut vars = env(MINIMAL);
-        vars.extend(env(&[("BGW_LISTEN", "x"), ("BGW_PROXY_LIVE_FILE", "/x")]));
+        let mut vars = MINIMAL.to_vec();
+        vars.extend_from_slice(&[("BGW_LISTEN", "x"), ("BGW_PROXY_LIVE_FILE", "/x")]);
         let s = load(None, vars, &Overrides::default()).unwrap();
         assert_eq!(s.proxy, "127.0.0.1");
     }
@@ -378,8 +372,8 @@ mod tests {
             (&[("BGW_OBSERVER", " ")], "`observer`"),
         ];
         for (extra, key) in cases {
-            let mut vars = env(MINIMAL);
-            vars.extend(env(extra));
+            let mut vars = MINIMAL.to_vec();
+            vars.extend_from_slice(extra);
             let e = load(None, vars, &Overrides::default())
                 .unwrap_err()
                 .to_string();
@@ -390,11 +384,11 @@ mod tests {
 
     #[test]
     fn missing_watchdog_url_or_token_is_an_error() {
-        let e = load(None, env(&[("BGW_TOKEN", "t")]), &Overrides::default()).unwrap_err();
+        let e = load(None, [("BGW_TOKEN", "t")], &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("`watchdog_url`: missing"), "{e}");
         let e = load(
             None,
-            env(&[("BGW_WATCHDOG_URL", "http://a:1")]),
+            [("BGW_WATCHDOG_URL", "http://a:1")],
             &Overrides::default(),
         )
         .unwrap_err();
@@ -406,10 +400,10 @@ mod tests {
         let f = file("from-file\n");
         let s = load(
             None,
-            env(&[
+            [
                 ("BGW_WATCHDOG_URL", "http://a:1"),
                 ("BGW_TOKEN_FILE", f.path().to_str().unwrap()),
-            ]),
+            ],
             &Overrides::default(),
         )
         .unwrap();
@@ -423,14 +417,19 @@ mod tests {
     #[test]
     fn unknown_keys_in_the_file_are_errors() {
         let f = file("watchdog_url = \"http://a:1\"\ntoken = \"t\"\nintervall = \"5s\"\n");
-        let e = load(Some(f.path()), Vec::new(), &Overrides::default()).unwrap_err();
+        let e = load(
+            Some(f.path()),
+            Vec::<(String, String)>::new(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("intervall"), "{e}");
     }
 
     #[test]
     fn ipv6_addresses_are_accepted() {
-        let mut vars = env(MINIMAL);
-        vars.extend(env(&[("BGW_BLUE", "[::1]:3000"), ("BGW_PROXY", "[::1]")]));
+        let mut vars = MINIMAL.to_vec();
+        vars.extend_from_slice(&[("BGW_BLUE", "[::1]:3000"), ("BGW_PROXY", "[::1]")]);
         let s = load(None, vars, &Overrides::default()).unwrap();
         assert_eq!(s.blue, "[::1]:3000");
         assert_eq!(s.proxy, "[::1]");
