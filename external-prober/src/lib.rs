@@ -21,6 +21,7 @@ pub mod state;
 use bgw_checker::delivery::{join, Delivery, Endpoint};
 use bgw_checker::probe::HttpProber;
 use bgw_checker::round::seed_line;
+use bgw_checker::rounds::Rounds;
 use bgw_notify::{Channel, Kind, Notification, SendError};
 use bgw_wire::{Color, Report, Target};
 use chrono::{DateTime, Utc};
@@ -294,14 +295,9 @@ pub async fn run(
     );
     let mut alerter = Alerter::start(durable, channels, settings.silence_after);
 
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Rounds overlap, so a watchdog that hangs until `timeout` does not
     // delay the reports of the public endpoint (nor the silence deadline).
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(u64, round::Outcome)>(8);
-    let mut rounds = JoinSet::new();
-    let mut started = 0u64;
-    let mut last_sent = 0u64;
+    let mut rounds = Rounds::new(settings.interval);
     let mut last_error: Option<String> = None;
     let mut accepted_open = true;
     let mut live: Option<Color> = None;
@@ -313,15 +309,11 @@ pub async fn run(
             .unwrap_or(Duration::from_secs(86_400));
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {
-                started += 1;
-                let (seq, round, tx) = (started, round.clone(), done_tx.clone());
-                rounds.spawn(async move {
-                    let _ = tx.send((seq, round.run().await)).await;
-                });
-            }
-            Some(_) = rounds.join_next() => {}
-            Some((seq, outcome)) = done_rx.recv() => {
+            finished = rounds.next(|| {
+                let round = round.clone();
+                async move { round.run().await }
+            }) => {
+                let outcome = finished.outcome;
                 for r in &outcome.results {
                     let line = seed_line(r, settings.threshold);
                     if r.ok {
@@ -330,8 +322,7 @@ pub async fn run(
                         tracing::warn!(target: "bgw_prober::probe", "{line}");
                     }
                 }
-                if seq > last_sent {
-                    last_sent = seq;
+                if finished.newest {
                     if let Some(public) = outcome.results.iter().find(|r| r.target == Target::Public) {
                         live = public.color.or(live);
                     }
@@ -361,7 +352,7 @@ pub async fn run(
             }
         }
     }
-    rounds.abort_all();
+    rounds.stop();
     reports.stop();
     alerter.deliveries.abort_all();
     tracing::info!("bgw-prober stopped");

@@ -10,13 +10,15 @@ pub mod cli;
 pub mod delivery;
 pub mod probe;
 pub mod round;
+pub mod rounds;
 pub mod settings;
 pub mod telemetry;
 
-use bgw_wire::{ProbeResult, Report};
+use bgw_wire::Report;
 use delivery::{Delivery, Endpoint};
 use probe::HttpProber;
 use round::{seed_line, Round, Targets};
+use rounds::Rounds;
 use settings::Settings;
 use std::future::Future;
 use std::time::Duration;
@@ -50,49 +52,34 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         "bgw-checker started"
     );
     let round = std::sync::Arc::new(round);
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Rounds overlap: a target that hangs until `timeout` must not delay the
-    // next reports (each report is also the checker's heartbeat). At most
-    // timeout/interval + 1 rounds are in flight.
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<(u64, Vec<ProbeResult>)>(8);
-    let mut started = 0u64;
-    let mut last_sent = 0u64;
-    let mut rounds = tokio::task::JoinSet::new();
+    let mut rounds = Rounds::new(settings.interval);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let finished = tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {
-                started += 1;
-                let (seq, round, tx) = (started, round.clone(), done_tx.clone());
-                rounds.spawn(async move {
-                    let _ = tx.send((seq, round.run().await)).await;
-                });
+            finished = rounds.next(|| {
+                let round = round.clone();
+                async move { round.run().await }
+            }) => finished,
+        };
+        for r in &finished.outcome {
+            let line = seed_line(r, settings.threshold);
+            if r.ok {
+                tracing::info!(target: "bgw_checker::probe", "{line}");
+            } else {
+                tracing::warn!(target: "bgw_checker::probe", "{line}");
             }
-            Some((seq, results)) = done_rx.recv() => {
-                for r in &results {
-                    let line = seed_line(r, settings.threshold);
-                    if r.ok {
-                        tracing::info!(target: "bgw_checker::probe", "{line}");
-                    } else {
-                        tracing::warn!(target: "bgw_checker::probe", "{line}");
-                    }
-                }
-                if seq > last_sent {
-                    last_sent = seq;
-                    delivery.submit(Report {
-                        observer: settings.observer.clone(),
-                        results,
-                    });
-                } else {
-                    tracing::debug!(seq, last_sent, "a newer round was reported already; not sending this one");
-                }
-            }
-            Some(_) = rounds.join_next() => {}
+        }
+        if finished.newest {
+            delivery.submit(Report {
+                observer: settings.observer.clone(),
+                results: finished.outcome,
+            });
+        } else {
+            tracing::debug!("a newer round was reported already; not sending this one");
         }
     }
-    rounds.abort_all();
+    rounds.stop();
     delivery.stop();
     tracing::info!("bgw-checker stopped");
     Ok(())
