@@ -20,7 +20,6 @@ pub mod state;
 
 use bgw_checker::delivery::{join, Delivery, Endpoint};
 use bgw_checker::probe::HttpProber;
-use bgw_checker::round::seed_line;
 use bgw_checker::rounds::Rounds;
 use bgw_notify::{Channel, Kind, Notification, SendError};
 use bgw_wire::{Color, Report, Target};
@@ -314,14 +313,7 @@ pub async fn run(
                 async move { round.run().await }
             }) => {
                 let outcome = finished.outcome;
-                for r in &outcome.results {
-                    let line = seed_line(r, settings.threshold);
-                    if r.ok {
-                        tracing::info!(target: "bgw_prober::probe", "{line}");
-                    } else {
-                        tracing::warn!(target: "bgw_prober::probe", "{line}");
-                    }
-                }
+                bgw_checker::log_seed_lines!("bgw_prober::probe", &outcome.results, settings.threshold);
                 if finished.newest {
                     if let Some(public) = outcome.results.iter().find(|r| r.target == Target::Public) {
                         live = public.color.or(live);

@@ -17,7 +17,7 @@ pub mod telemetry;
 use bgw_wire::Report;
 use delivery::{Delivery, Endpoint};
 use probe::HttpProber;
-use round::{seed_line, Round, Targets};
+use round::{Round, Targets};
 use rounds::Rounds;
 use settings::Settings;
 use std::future::Future;
@@ -62,14 +62,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
                 async move { round.run().await }
             }) => finished,
         };
-        for r in &finished.outcome {
-            let line = seed_line(r, settings.threshold);
-            if r.ok {
-                tracing::info!(target: "bgw_checker::probe", "{line}");
-            } else {
-                tracing::warn!(target: "bgw_checker::probe", "{line}");
-            }
-        }
+        log_seed_lines!("bgw_checker::probe", &finished.outcome, settings.threshold);
         if finished.newest {
             delivery.submit(Report {
                 observer: settings.observer.clone(),

@@ -146,6 +146,24 @@ impl Round {
     }
 }
 
+/// Logs the [`seed_line`] of every result in `$results` (`&[ProbeResult]`)
+/// under `$target` (a literal, as `tracing` wants): `info` when the probe
+/// passed, `warn` when it failed. A macro so that each binary keeps its own
+/// log target (`bgw_checker::probe`, `bgw_prober::probe`).
+#[macro_export]
+macro_rules! log_seed_lines {
+    ($target:literal, $results:expr, $threshold:expr) => {
+        for r in $results {
+            let line = $crate::round::seed_line(r, $threshold);
+            if r.ok {
+                ::tracing::info!(target: $target, "{line}");
+            } else {
+                ::tracing::warn!(target: $target, "{line}");
+            }
+        }
+    };
+}
+
 /// The seed-style line for one result (the same words the watchdog writes to
 /// its log file), for the checker's own stderr.
 pub fn seed_line(r: &ProbeResult, threshold: Duration) -> String {
