@@ -9,7 +9,8 @@
 //! no alert.
 //!
 //! Without a usable Docker engine (`docker info` fails) each test says so
-//! and returns.
+//! and returns, unless `BGW_E2E_REQUIRE_DOCKER` is set (CI with Docker),
+//! where that is a failure.
 
 use bgw_e2e::container::{agent_image, docker_unavailable, Container};
 use bgw_e2e::watchdog::{free_port, spawn_watchdog, Watchdog, BLUE_TOKEN};
@@ -22,6 +23,10 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// The image, or `None` (with a message) when Docker cannot be used.
 fn image(test: &str) -> Option<String> {
     if let Some(why) = docker_unavailable() {
+        assert!(
+            std::env::var_os("BGW_E2E_REQUIRE_DOCKER").is_none(),
+            "BGW_E2E_REQUIRE_DOCKER is set but Docker is not usable: {why}"
+        );
         eprintln!("SKIPPED {test}: Docker is not usable here ({why})");
         return None;
     }
