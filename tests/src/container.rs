@@ -227,7 +227,7 @@ pub struct Container {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     pub code: i64,
-    /// Docker's `OOMKilled` / error text, for messages.
+    /// Docker's `State.Error` (empty unless the container could not run).
     pub error: String,
 }
 
