@@ -85,6 +85,38 @@ impl AppState {
     }
 }
 
+/// An admin request, authorized: extracting it checks `Bearer <admin_token>`
+/// (or, without a configured token, that the client is on loopback), so a
+/// handler that takes it cannot forget to.
+pub struct Admin(pub AppState);
+
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        state.authorize_admin(&parts.headers, peer)?;
+        Ok(Admin(state.clone()))
+    }
+}
+
+/// A JSON body, `{}` when empty; `400` naming what is wrong otherwise.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
 /// A token bucket per check: `rate` requests per second, bursts of `2 * rate`.
 pub struct RateLimiter {
     rate: f64,

@@ -710,3 +710,109 @@ pub async fn end_silence(pool: &SqlitePool, id: i64) -> Result<bool, sqlx::Error
         .await?;
     Ok(done.rows_affected() > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store;
+
+    async fn pool() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = store::open(dir.path().join("w.db").to_str().unwrap())
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
+    async fn insert_event(pool: &SqlitePool, e: NewEvent) {
+        let mut conn = pool.acquire().await.unwrap();
+        store::insert_events(&mut conn, &[e], Utc::now())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_all_is_well_summary_due_while_the_watchdog_was_down_is_sent_once() {
+        let (_dir, pool) = pool().await;
+        let now = Utc::now();
+        let cadence = Cadence::cron("* * * * *", "UTC").unwrap();
+        // The watchdog first started three minutes ago; no summary since.
+        insert_event(
+            &pool,
+            NewEvent {
+                at: now - chrono::TimeDelta::minutes(3),
+                kind: "config",
+                reason: "check added".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let (events, _) = timers_due(&pool, None, Some(&cadence), now).await.unwrap();
+        assert_eq!(events.len(), 1, "one summary, not one per missed minute");
+        assert_eq!(events[0].kind, "all_is_well");
+        insert_event(&pool, events[0].clone()).await;
+        let (events, next) = timers_due(&pool, None, Some(&cadence), now).await.unwrap();
+        assert!(events.is_empty(), "already sent");
+        assert!(next.unwrap() > now && next.unwrap() <= now + chrono::TimeDelta::minutes(1));
+    }
+
+    #[tokio::test]
+    async fn reminders_are_due_every_repeat_after_going_down_and_counted_from_the_last() {
+        let (_dir, pool) = pool().await;
+        let now = Utc::now();
+        let spec = crate::config::CheckSpec {
+            name: "blue".into(),
+            kind: crate::config::CheckKind::Reporter,
+            cadence: Cadence::Period(Duration::from_secs(5)),
+            grace: Duration::ZERO,
+            token: None,
+        };
+        let rules = crate::monitor::rules_of(&spec);
+        let (loaded, _) = store::sync_checks(
+            &pool,
+            &[(spec, rules.clone())],
+            now - chrono::TimeDelta::hours(3),
+        )
+        .await
+        .unwrap();
+        let (down, _) = crate::state::observe(
+            &rules,
+            &loaded[0].runtime,
+            crate::state::Signal::Fail {
+                reason: "broken".into(),
+            },
+            now - chrono::TimeDelta::minutes(90),
+        );
+        let mut conn = pool.acquire().await.unwrap();
+        store::write_runtimes(
+            &mut conn,
+            &[store::RuntimeUpdate {
+                id: loaded[0].id,
+                runtime: &down,
+                ping_count: 0,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let hour = Some(Duration::from_secs(3600));
+        let (events, _) = timers_due(&pool, hour, None, now).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "reminder");
+        assert!(events[0].reason.contains("broken"), "{}", events[0].reason);
+        let mut reminder = events[0].clone();
+        reminder.at = now - chrono::TimeDelta::minutes(10);
+        insert_event(&pool, reminder).await;
+        let (events, next) = timers_due(&pool, hour, None, now).await.unwrap();
+        assert!(events.is_empty(), "the next one is an hour after the last");
+        let next = next.unwrap();
+        assert!(
+            (next - (now + chrono::TimeDelta::minutes(50)))
+                .num_seconds()
+                .abs()
+                <= 1,
+            "{next}"
+        );
+    }
+}

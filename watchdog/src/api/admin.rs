@@ -1,15 +1,14 @@
 //! Read and operate: checks, events, pause/resume, health and metrics.
 
 use super::error::ApiError;
-use super::AppState;
+use super::{Admin, AppState};
 use crate::state::Signal;
 use crate::store::{self, Since};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
@@ -69,23 +68,15 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn list_checks(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn list_checks(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     let checks = store::list_checks(&app.pool).await?;
     Ok(Json(json!({ "checks": checks })))
 }
 
 pub async fn get_check(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
     let check = store::get_check(&app.pool, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown check {name:?}")))?;
@@ -97,12 +88,9 @@ pub async fn get_check(
 
 async fn pause_or_resume(
     app: AppState,
-    peer: SocketAddr,
-    headers: HeaderMap,
     name: String,
     signal: Signal,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
     let idx = app
         .monitor
         .catalog
@@ -117,21 +105,17 @@ async fn pause_or_resume(
 }
 
 pub async fn pause(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    pause_or_resume(app, peer, headers, name, Signal::Pause).await
+    pause_or_resume(app, name, Signal::Pause).await
 }
 
 pub async fn resume(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    pause_or_resume(app, peer, headers, name, Signal::Resume).await
+    pause_or_resume(app, name, Signal::Resume).await
 }
 
 #[derive(serde::Deserialize)]
@@ -144,12 +128,9 @@ pub struct EventsQuery {
 
 /// `GET /api/v1/events?since=<event id | RFC 3339 time>&check=<name>&limit=<n>`
 pub async fn events(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let since = match q.since.as_deref() {
         None | Some("") => Since::Id(0),
@@ -181,12 +162,9 @@ pub struct NotificationsQuery {
 
 /// `GET /api/v1/notifications?state=pending|delivered|failed|merged|cancelled&limit=`
 pub async fn notifications(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     query: Result<Query<NotificationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if let Some(s) = q.state.as_deref() {
         if !matches!(
@@ -209,21 +187,11 @@ pub async fn notifications(
 }
 
 /// `GET /api/v1/targets`: what the checker and the prober see.
-pub async fn targets(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn targets(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(json!({ "targets": app.observers.snapshot().await })))
 }
 
-pub async fn silences(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn silences(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     let rows = crate::outbox::active_silences(&app.pool)
         .await
         .map_err(|e| ApiError::internal("silences could not be read", e))?;
@@ -240,14 +208,10 @@ pub struct NewSilence {
 
 /// `POST /api/v1/silences {"target": "blue", "duration": "2h", "reason": "..."}`
 pub async fn add_silence(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
-    let s: NewSilence = serde_json::from_slice(&body?)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let s: NewSilence = super::parse_body(&body?)?;
     let known = app.monitor.catalog.by_name(&s.target).is_some()
         || s.target.parse::<bgw_wire::Color>().is_ok()
         || s.target.contains(':')
@@ -293,12 +257,9 @@ pub async fn add_silence(
 }
 
 pub async fn end_silence(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
     let ended = crate::outbox::end_silence(&app.pool, id)
         .await
         .map_err(|e| ApiError::internal("the silence could not be ended", e))?;

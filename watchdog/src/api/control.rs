@@ -9,27 +9,15 @@
 //! bad input; `401` token.
 
 use super::error::ApiError;
-use super::AppState;
+use super::{Admin, AppState};
 use crate::control::{self, events, DeployError, SwitchAndRecordError};
 use crate::proxy::LiveState;
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use bgw_wire::{format_duration, Color};
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
 
 async fn record(app: &AppState, event: crate::store::NewEvent) -> Result<(), ApiError> {
     app.monitor.record(vec![event]).await?;
@@ -78,13 +66,10 @@ pub struct ToggleBody {
 
 /// `POST /api/v1/toggle {"to": "green"}` or `{}` (the other color).
 pub async fn toggle(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
-    let b: ToggleBody = parse_body(&body?)?;
+    let b: ToggleBody = super::parse_body(&body?)?;
     let from = app.switcher.live();
     let to = match (b.to, &from) {
         (Some(to), _) => to,
@@ -155,13 +140,10 @@ pub struct DeployBody {
 /// `POST /api/v1/deploy {"color": "green", "image": "registry/app:1.2"}`:
 /// refuses the live color (`409`), runs `deploy_cmd` otherwise.
 pub async fn deploy(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
-    let b: DeployBody = parse_body(&body?)?;
+    let b: DeployBody = super::parse_body(&body?)?;
     let result = control::deploy_guarded(&app.switcher, &app.pool, b.color, &b.image).await;
     let now = Utc::now();
     match result {
@@ -226,13 +208,10 @@ pub struct ScaleBody {
 
 /// `POST /api/v1/scale {"color": "green", "n": 3}`: runs `scale_cmd`.
 pub async fn scale(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Admin(app): Admin,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
-    let b: ScaleBody = parse_body(&body?)?;
+    let b: ScaleBody = super::parse_body(&body?)?;
     if b.n > 10_000 {
         return Err(ApiError::bad_request("n must be between 0 and 10000"));
     }
@@ -313,22 +292,12 @@ async fn rollback_value(app: &AppState) -> Result<Value, ApiError> {
 
 /// `GET /api/v1/rollback`: armed / latched / disabled, the last toggle, the
 /// time left in its window and in the cooldown, and the last decision.
-pub async fn rollback_status(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn rollback_status(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(rollback_value(&app).await?))
 }
 
 /// `POST /api/v1/rollback/rearm`: releases the latch and undoes `disable`.
-pub async fn rearm(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn rearm(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     control::rearm(&app.pool)
         .await
         .map_err(|e| ApiError::internal("the rollback could not be re-armed", e))?;
@@ -346,12 +315,7 @@ pub async fn rearm(
 }
 
 /// `POST /api/v1/rollback/disable`: no automatic switch until `rearm`.
-pub async fn disable(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    app.authorize_admin(&headers, peer)?;
+pub async fn disable(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
     control::disable(&app.pool)
         .await
         .map_err(|e| ApiError::internal("the rollback could not be disabled", e))?;

@@ -31,11 +31,6 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
 fn truncate(mut s: String) -> String {
     if s.len() > MAX_DETAIL {
         let mut cut = MAX_DETAIL;
@@ -57,7 +52,7 @@ pub async fn heartbeat(
     let result = async {
         let body = body?;
         let token = bearer(&headers)?;
-        let hb: Heartbeat = parse_json(&body)?;
+        let hb: Heartbeat = super::parse_body(&body)?;
         let idx = app
             .monitor
             .catalog
@@ -131,7 +126,7 @@ pub async fn report(
     let result = async {
         let body = body?;
         let token = bearer(&headers)?;
-        let report: Report = parse_json(&body)?;
+        let report: Report = super::parse_body(&body)?;
         let idx = app
             .monitor
             .catalog
