@@ -3,8 +3,10 @@
 //! that each port is served by the color `live_file` says it must be, and
 //! sends one report per round to the watchdog.
 //!
-//! The probing ([`probe`]) and the report delivery ([`delivery`]) are also
-//! used by `bgw-prober`.
+//! The probing ([`probe`]), the report delivery ([`delivery`]), the schedule
+//! of overlapping rounds ([`rounds`]), the settings helpers ([`settings`])
+//! and the binary's edge ([`cli`], [`telemetry`]) are also used by
+//! `bgw-prober`.
 
 pub mod cli;
 pub mod delivery;
