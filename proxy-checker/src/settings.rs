@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct ConfigError(pub String);
 
 impl ConfigError {
-    /// An error about one key: "key `<key>`: <message>".
+    /// An error about one key: ``key `KEY`: MESSAGE``.
     pub fn key(key: &str, message: impl std::fmt::Display) -> ConfigError {
         ConfigError(format!("key `{key}`: {message}"))
     }
