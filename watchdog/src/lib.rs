@@ -82,6 +82,13 @@ pub async fn run(
             ping_history: settings.ping_history,
             planner: Some(planner),
             committed,
+            wal: match settings.durability {
+                store::Durability::Fsync => Some(
+                    store::wal_file(&settings.database)
+                        .context("cannot open the database's write-ahead log")?,
+                ),
+                store::Durability::Os => None,
+            },
         },
     );
     let mut background = Vec::new();

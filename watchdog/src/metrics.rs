@@ -16,6 +16,7 @@ pub struct Metrics {
     events: AtomicU64,
     batches: AtomicU64,
     batched_requests: AtomicU64,
+    pub wal_syncs: AtomicU64,
     lag_last_us: AtomicU64,
     lag_max_us: AtomicU64,
     pub deliveries: AtomicU64,
@@ -118,6 +119,12 @@ impl Metrics {
             "counter",
             "Requests acknowledged through group commit.",
             &c(&self.batched_requests),
+        );
+        metric(
+            "bgw_wal_syncs_total",
+            "counter",
+            "fdatasyncs of the write-ahead log (durability = fsync).",
+            &c(&self.wal_syncs),
         );
         let secs = |a: &AtomicU64| vec![(String::new(), a.load(Relaxed) as f64 / 1e6)];
         metric(

@@ -178,6 +178,70 @@ pub struct Hooks {
     pub planner: Option<crate::outbox::Planner>,
     /// Bumped after each commit that inserted events (wakes the outbox).
     pub committed: tokio::sync::watch::Sender<u64>,
+    /// The WAL to fdatasync before acknowledging (`durability = "fsync"`).
+    pub wal: Option<std::fs::File>,
+}
+
+/// What a committed batch owes: answers, log lines, the outbox's wake-up.
+/// It is handed to the syncer, which pays it once the batch is durable.
+struct Committed {
+    replies: Vec<(oneshot::Sender<Result<Ack, MonitorError>>, Ack)>,
+    records: Vec<(RecordReply, Vec<i64>)>,
+    lines: Vec<(DateTime<Utc>, String)>,
+    had_events: bool,
+}
+
+/// Makes committed batches durable and only then acknowledges them. One
+/// fdatasync covers every batch committed before it started, so while it
+/// runs the monitor commits the next batch: group commit, pipelined.
+async fn sync_loop(
+    mut rx: mpsc::UnboundedReceiver<Committed>,
+    wal: Option<Arc<std::fs::File>>,
+    log: LogSink,
+    committed: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut done = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            done.push(more);
+        }
+        let synced = match &wal {
+            None => Ok(()),
+            Some(file) => {
+                let file = file.clone();
+                let r = tokio::task::spawn_blocking(move || file.sync_data()).await;
+                metrics
+                    .wal_syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                r.map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "fdatasync of the WAL failed; the batch is not acknowledged");
+        }
+        for c in done {
+            for (at, line) in c.lines {
+                log.write(at, line).await;
+            }
+            if c.had_events {
+                committed.send_modify(|n| *n += 1);
+            }
+            for (reply, ack) in c.replies {
+                let _ = reply.send(match &synced {
+                    Ok(()) => Ok(ack),
+                    Err(e) => Err(MonitorError::Store(format!("not durable: {e}"))),
+                });
+            }
+            for (reply, ids) in c.records {
+                let _ = reply.send(match &synced {
+                    Ok(()) => Ok(ids),
+                    Err(e) => Err(MonitorError::Store(format!("not durable: {e}"))),
+                });
+            }
+        }
+    }
 }
 
 /// Starts the monitor task over the checks loaded from the store.
@@ -185,7 +249,7 @@ pub fn spawn(
     pool: SqlitePool,
     catalog: Arc<Catalog>,
     loaded: Vec<Loaded>,
-    hooks: Hooks,
+    mut hooks: Hooks,
 ) -> (Monitor, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
     let mut heap = BinaryHeap::with_capacity(loaded.len());
@@ -199,6 +263,14 @@ pub fn spawn(
     for l in &loaded {
         hooks.metrics.state_entered(l.runtime.state);
     }
+    let (synced, sync_rx) = mpsc::unbounded_channel();
+    let syncer = tokio::spawn(sync_loop(
+        sync_rx,
+        hooks.wal.take().map(Arc::new),
+        hooks.log.clone(),
+        hooks.committed.clone(),
+        hooks.metrics.clone(),
+    ));
     let task = Task {
         pool,
         catalog: catalog.clone(),
@@ -207,8 +279,13 @@ pub fn spawn(
         heap,
         scheduled,
         hooks,
+        synced,
     };
-    let handle = tokio::spawn(task.run(rx));
+    let handle = tokio::spawn(async move {
+        task.run(rx).await;
+        // The task dropped its sender: the syncer pays what is left, ends.
+        let _ = syncer.await;
+    });
     (Monitor { tx, catalog }, handle)
 }
 
@@ -222,6 +299,8 @@ struct Task {
     /// The deadline each check's live heap entry is for.
     scheduled: Vec<Option<DateTime<Utc>>>,
     hooks: Hooks,
+    /// Committed batches on their way to being durable and acknowledged.
+    synced: mpsc::UnboundedSender<Committed>,
 }
 
 type RecordReply = oneshot::Sender<Result<Vec<i64>, MonitorError>>;
@@ -381,21 +460,29 @@ impl Task {
                 self.hooks
                     .metrics
                     .batch_committed(batch.replies.len(), batch.events.len());
+                let mut lines = Vec::new();
                 for (id, e) in ids.iter().zip(&batch.events) {
                     if let Some(line) = log_line(e) {
-                        self.hooks.log.write(e.at, line).await;
+                        lines.push((e.at, line));
                     }
                     tracing::info!(event = id, check = e.check.as_deref().unwrap_or(""), kind = e.kind, reason = %e.reason, "event");
                 }
-                if !batch.events.is_empty() {
-                    self.hooks.committed.send_modify(|n| *n += 1);
-                }
-                for (reply, idx) in batch.replies {
-                    let _ = reply.send(Ok(self.ack(idx)));
-                }
-                for (reply, range) in batch.record_replies {
-                    let _ = reply.send(Ok(ids[range].to_vec()));
-                }
+                let done = Committed {
+                    replies: batch
+                        .replies
+                        .into_iter()
+                        .map(|(reply, idx)| (reply, self.ack(idx)))
+                        .collect(),
+                    records: batch
+                        .record_replies
+                        .into_iter()
+                        .map(|(reply, range)| (reply, ids[range].to_vec()))
+                        .collect(),
+                    lines,
+                    had_events: !batch.events.is_empty(),
+                };
+                // The syncer outlives the task; it cannot be gone here.
+                let _ = self.synced.send(done);
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is rejected and its state rolled back");

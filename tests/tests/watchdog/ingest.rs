@@ -337,6 +337,12 @@ async fn healthz_and_metrics_answer() {
     assert!(m.contains("bgw_heartbeats_received_total 1"), "{m}");
     assert!(m.contains("bgw_checks{state=\"up\"} 1"), "{m}");
     assert!(m.contains("bgw_checks{state=\"new\"} 2"), "{m}");
+    let syncs: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("bgw_wal_syncs_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(syncs >= 1.0, "the acknowledged heartbeat waited for a WAL fsync: {m}");
     let page = w
         .http
         .get(format!("{}/", w.base))
