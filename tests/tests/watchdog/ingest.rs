@@ -342,7 +342,10 @@ async fn healthz_and_metrics_answer() {
         .find_map(|l| l.strip_prefix("bgw_wal_syncs_total "))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(syncs >= 1.0, "the acknowledged heartbeat waited for a WAL fsync: {m}");
+    assert!(
+        syncs >= 1.0,
+        "the acknowledged heartbeat waited for a WAL fsync: {m}"
+    );
     let page = w
         .http
         .get(format!("{}/", w.base))

@@ -173,8 +173,8 @@ end
     let syncs = metric(&w.base, "bgw_wal_syncs_total").await?;
     let cpu = cpu_time(w.child.id())? - cpu0;
     println!(
-        "   heartbeats (POST /api/v1/heartbeat, 32 connections, {secs}s): {:.0}/s acknowledged ({} non-2xx); latency {}; {:.0} heartbeats in {:.0} commits and {:.0} WAL fsyncs ({:.1} per fsync); watchdog CPU {:.0}% of one core",
-        hb.requests_per_sec, hb.non_2xx, hb.latency, acked, batches, syncs, acked / syncs.max(1.0),
+        "   heartbeats (POST /api/v1/heartbeat, 32 connections, {secs}s): {:.0}/s acknowledged ({} non-2xx); latency {}; {:.0} heartbeats in {:.0} commits ({:.1} per commit), {:.0} WAL fsyncs; watchdog CPU {:.0}% of one core",
+        hb.requests_per_sec, hb.non_2xx, hb.latency, acked, batches, acked / batches.max(1.0), syncs,
         cpu.as_secs_f64() / f64::from(secs) * 100.0
     );
     let ping = wrk(&format!("{}/ping/{UUID}", w.base), None, secs)?;
