@@ -104,17 +104,22 @@ pub async fn heartbeat(
         let ack = app.monitor.signal(idx, signal, Some(ping)).await?;
         app.control.wake.notify_one();
         app.metrics.heartbeats.fetch_add(1, Relaxed);
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(HeartbeatAck {
-                state: ack.state.as_str().to_string(),
-                next_deadline: ack.next_deadline.map(|d| d.to_rfc3339()),
-            }),
-        ))
+        Ok(accepted(ack))
     }
     .await;
     app.count_rejection(&result);
     result
+}
+
+/// `202 {"state": ..., "next_deadline": ...}`: the signal is durable.
+fn accepted(ack: crate::monitor::Ack) -> (StatusCode, Json<HeartbeatAck>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(HeartbeatAck {
+            state: ack.state.as_str().to_string(),
+            next_deadline: ack.next_deadline.map(|d| d.to_rfc3339()),
+        }),
+    )
 }
 
 /// `POST /api/v1/report`
@@ -170,13 +175,7 @@ pub async fn report(
         app.metrics.reports.fetch_add(1, Relaxed);
         app.observers.ingest(&app.monitor, &report).await?;
         app.control.wake.notify_one();
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(HeartbeatAck {
-                state: ack.state.as_str().to_string(),
-                next_deadline: ack.next_deadline.map(|d| d.to_rfc3339()),
-            }),
-        ))
+        Ok(accepted(ack))
     }
     .await;
     app.count_rejection(&result);
