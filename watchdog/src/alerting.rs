@@ -41,12 +41,19 @@ pub fn classify(e: &NewEvent) -> Option<Kind> {
         ("reminder", _, _) => Some(Kind::Reminder),
         ("flapping", _, _) => Some(Kind::Flapping),
         ("rollback", _, _) => Some(Kind::Rollback),
+        // A refusal because the watchdog just started is the watchdog's own
+        // restart, not news about the app: recorded and logged, not sent.
+        ("rollback_refused", _, _) if refused_rule(e) == Some("just_started") => None,
         ("rollback_refused" | "rollback_dry_run", _, _) => Some(Kind::RollbackRefused),
         ("switch_failed", _, _) => Some(Kind::SwitchFailed),
         ("delivery_failed", _, _) => Some(Kind::DeliveryFailed),
         ("all_is_well", _, _) => Some(Kind::AllIsWell),
         _ => None,
     }
+}
+
+fn refused_rule(e: &NewEvent) -> Option<&str> {
+    e.data.as_ref()?.get("rule")?.as_str()
 }
 
 /// Whether flips of state count toward flapping (down and recovery).

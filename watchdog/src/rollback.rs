@@ -195,6 +195,20 @@ pub fn decide(view: &View, settings: &RollbackSettings, now: DateTime<Utc>) -> D
         reason: format!("{context}; not switching to {target}: {why}"),
     };
 
+    // Right after a start the observers' verdicts may be the watchdog's own
+    // silence read back from the store: unknown, whatever else holds.
+    if !view.heard_from_all && (in_window.is_some() || settings.failover) {
+        let ago = whole_seconds(
+            (now - view.watchdog_started)
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+        );
+        return refuse(
+            Rule::JustStarted,
+            &format!("{live} seen failing ({seen})"),
+            format!("the watchdog started {ago} ago and has not heard from every observer yet"),
+        );
+    }
     let context = match in_window {
         Some((toggle, elapsed)) => {
             let context = format!(
@@ -229,18 +243,6 @@ pub fn decide(view: &View, settings: &RollbackSettings, now: DateTime<Utc>) -> D
             Rule::Latched,
             &context,
             "automatic rollback is latched after an automatic switch (toggle by hand or run `bgw-watchdog rollback rearm`)".into(),
-        );
-    }
-    if !view.heard_from_all {
-        let ago = whole_seconds(
-            (now - view.watchdog_started)
-                .to_std()
-                .unwrap_or(Duration::ZERO),
-        );
-        return refuse(
-            Rule::JustStarted,
-            &context,
-            format!("the watchdog started {ago} ago and has not heard from every observer yet"),
         );
     }
     if (failing.len() as u32) < settings.quorum {
