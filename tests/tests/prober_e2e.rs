@@ -97,7 +97,7 @@ async fn the_prober_reports_to_the_real_watchdog_and_alerts_on_its_own_when_it_d
         "{targets}"
     );
     assert!(
-        w.log_text().contains("prober: [public - OK]"),
+        w.log_text().contains("] - [public - OK] "),
         "{}",
         w.log_text()
     );

@@ -70,10 +70,10 @@ impl Observers {
         if let Err(e) = self.persist(&changed).await {
             tracing::error!(error = %e, "could not store target states");
         }
+        // Exactly the contract's (and the original script's) lines: the
+        // target names already tell the checker's from the prober's.
         for line in &outcome.log_lines {
-            self.log
-                .write(now, format!("{}: {line}", report.observer))
-                .await;
+            self.log.write(now, line.clone()).await;
         }
         let events: Vec<NewEvent> = outcome
             .transitions
