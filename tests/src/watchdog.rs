@@ -226,10 +226,36 @@ impl Watchdog {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn state(&self, check: &str) -> String {
-        let (status, body) = self.admin_get(&format!("/api/v1/checks/{check}")).await;
+    /// `GET /api/v1/checks/<name>` (asserts `200`).
+    pub async fn check(&self, name: &str) -> Value {
+        let (status, body) = self.admin_get(&format!("/api/v1/checks/{name}")).await;
         assert_eq!(status, 200, "{body}");
-        body["state"].as_str().unwrap().to_string()
+        body
+    }
+
+    pub async fn state(&self, check: &str) -> String {
+        self.check(check).await["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Polls (up to 15 s) until `holds` is true of check `name`; returns it.
+    pub async fn wait_check(
+        &self,
+        name: &str,
+        what: &str,
+        holds: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let check = self.check(name).await;
+            if holds(&check) {
+                return check;
+            }
+            assert!(Instant::now() < deadline, "waiting for {what}: {check}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn events(&self) -> Vec<Value> {
@@ -255,18 +281,10 @@ impl Watchdog {
 
     /// Polls until `check` is in `state` (up to 15 s).
     pub async fn wait_state(&self, check: &str, state: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let now = self.state(check).await;
-            if now == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{check} stayed {now}, expected {state}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.wait_check(check, &format!("{check} to be {state}"), |c| {
+            c["state"] == state
+        })
+        .await;
     }
 
     pub fn log_text(&self) -> String {

@@ -32,25 +32,6 @@ token = "{BLUE_TOKEN}"
     .await
 }
 
-async fn check(w: &Watchdog) -> Value {
-    let (status, body) = w.admin_get("/api/v1/checks/blue").await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Polls until `f` holds on the check `blue`; returns it.
-async fn wait_check(w: &Watchdog, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let check = check(w).await;
-        if f(&check) {
-            return check;
-        }
-        assert!(start.elapsed() < DEADLINE, "waiting for {what}: {check}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A process (and its process group) killed on drop.
 struct Proc(Child);
 
@@ -147,7 +128,7 @@ async fn an_agent_brings_its_service_up_and_kill_9_takes_it_down_after_period_pl
     let mut agent = agent(&w, "a1", port, "1s", false);
 
     w.wait_state("blue", "up").await;
-    let up = check(&w).await;
+    let up = w.check("blue").await;
     assert_eq!(up["instances"][0]["instance"], "a1", "{up}");
     assert_eq!(up["instances"][0]["status"], "ok", "{up}");
 
@@ -168,7 +149,7 @@ async fn an_agent_brings_its_service_up_and_kill_9_takes_it_down_after_period_pl
     agent.0.wait().unwrap();
     let killed = Instant::now();
     w.wait_state("blue", "down").await;
-    let down = check(&w).await;
+    let down = w.check("blue").await;
     println!("kill -9 → down in {} ms", killed.elapsed().as_millis());
     let reason = down["reason"].as_str().unwrap();
     assert!(
@@ -215,7 +196,7 @@ async fn an_app_crash_in_wrapper_mode_takes_the_service_down_at_once() {
     );
     assert_eq!(failing["reason"], "app exited with code 3", "{failing}");
     w.wait_state("blue", "down").await;
-    let down = check(&w).await;
+    let down = w.check("blue").await;
     assert!(
         down["reason"]
             .as_str()
@@ -232,7 +213,7 @@ async fn sigterm_is_a_planned_stop_that_raises_no_alert() {
     let (p1, p2) = (free_port(), free_port());
     let mut a1 = agent(&w, "a1", p1, "1s", true);
     let _a2 = agent(&w, "a2", p2, "1s", true);
-    wait_check(&w, "two instances up", |c| {
+    w.wait_check("blue", "two instances up", |c| {
         c["state"] == "up"
             && c["instances"]
                 .as_array()
@@ -243,12 +224,13 @@ async fn sigterm_is_a_planned_stop_that_raises_no_alert() {
     a1.signal("TERM");
     assert_eq!(a1.wait_exit().await.code(), Some(0), "the app's code");
     // a1 is dropped at its deadline (period + grace after its goodbye).
-    let after = wait_check(&w, "a1 to be gone", |c| {
-        c["instances"]
-            .as_array()
-            .is_some_and(|i| i.iter().all(|i| i["instance"] != "a1"))
-    })
-    .await;
+    let after = w
+        .wait_check("blue", "a1 to be gone", |c| {
+            c["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|i| i["instance"] != "a1"))
+        })
+        .await;
     assert_eq!(after["state"], "up", "{after}");
     let events = w.events().await;
     assert_eq!(

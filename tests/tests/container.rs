@@ -79,25 +79,6 @@ fn agent_container(image: &str, w: &Watchdog, port: u16, interval: &str) -> Cont
     Container::run(image, "agent", &docker_args, &args)
 }
 
-async fn check(w: &Watchdog) -> Value {
-    let (status, body) = w.admin_get("/api/v1/checks/blue").await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Polls until `f` holds on the check `blue`; returns it.
-async fn wait_check(w: &Watchdog, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let check = check(w).await;
-        if f(&check) {
-            return check;
-        }
-        assert!(start.elapsed() < DEADLINE, "waiting for {what}: {check}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Polls until an instance event `change` for `instance` exists; returns it.
 async fn wait_instance_event(w: &Watchdog, instance: &str, change: &str) -> Value {
     let start = Instant::now();
@@ -136,7 +117,7 @@ async fn wait_instance_ok(w: &Watchdog, c: &Container) -> Value {
     let name = c.hostname();
     let start = Instant::now();
     loop {
-        let check = check(w).await;
+        let check = w.check("blue").await;
         if check["state"] == "up" && instance(&check, &name).is_some_and(|i| i["status"] == "ok") {
             return check;
         }
@@ -174,10 +155,11 @@ async fn an_agent_in_a_container_keeps_its_service_up() {
     assert_eq!(up["instances"].as_array().unwrap().len(), 1, "{up}");
 
     // It keeps beating (ten heartbeats = 3 s at 300 ms) and the check stays up.
-    let later = wait_check(&w, "ten heartbeats", |check| {
-        instance(check, &hostname).is_some_and(|i| i["seq"].as_u64().unwrap_or(0) >= 10)
-    })
-    .await;
+    let later = w
+        .wait_check("blue", "ten heartbeats", |check| {
+            instance(check, &hostname).is_some_and(|i| i["seq"].as_u64().unwrap_or(0) >= 10)
+        })
+        .await;
     assert_eq!(later["state"], "up", "{later}");
     let transitions = w.transitions("blue").await;
     assert_eq!(
@@ -206,7 +188,7 @@ async fn docker_kill_is_noticed_by_the_dead_man_switch() {
         "docker kill → down in {} ms (period 1s + grace 1s)",
         killed.elapsed().as_millis()
     );
-    let down = check(&w).await;
+    let down = w.check("blue").await;
     let reason = down["reason"].as_str().unwrap();
     assert!(
         reason.contains(&format!("{name}: no heartbeat"))
@@ -256,7 +238,7 @@ async fn the_app_crashing_inside_the_container_is_reported_at_once() {
     );
     assert_eq!(failing["reason"], "app exited with code 3", "{failing}");
     w.wait_state("blue", "down").await;
-    let down = check(&w).await;
+    let down = w.check("blue").await;
     assert!(
         down["reason"]
             .as_str()
@@ -302,10 +284,11 @@ async fn docker_stop_is_a_planned_stop_without_alert() {
     wait_instance_event(&w, &n1, "left").await;
     // c1 is dropped at its deadline (period + grace after its goodbye);
     // c2 keeps the check up all along.
-    let after = wait_check(&w, "the stopped instance to be gone", |check| {
-        instance(check, &n1).is_none()
-    })
-    .await;
+    let after = w
+        .wait_check("blue", "the stopped instance to be gone", |check| {
+            instance(check, &n1).is_none()
+        })
+        .await;
     assert_eq!(after["state"], "up", "{after}");
     assert!(
         instance(&after, &n2).is_some_and(|i| i["status"] == "ok"),

@@ -148,8 +148,6 @@ pub struct Settings {
     pub probe_threshold_ms: u64,
     /// Failed rounds in a row before a probe target alerts.
     pub target_fail_after: u32,
-    /// Where the live color is read (`proxy.live_file`, default `/var/live`).
-    pub live_file: PathBuf,
     pub checks: Vec<CheckSpec>,
     /// `[proxy]`, validated; the contract's defaults when the section is absent.
     pub proxy: crate::proxy::ProxySettings,
@@ -355,7 +353,6 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         startup_grace: raw.startup_grace.0,
         probe_threshold_ms: raw.probe_threshold.0.as_millis() as u64,
         target_fail_after: raw.target_fail_after.max(1),
-        live_file: proxy.live_file.clone(),
         checks,
         proxy,
         proxy_configured,
@@ -699,7 +696,7 @@ token = "rep-secret"
         let s = load_str(GOOD, &[]).unwrap();
         assert!(!s.proxy_configured);
         assert_eq!(s.proxy, crate::proxy::ProxySettings::default());
-        assert_eq!(s.live_file, PathBuf::from("/var/live"));
+        assert_eq!(s.proxy.live_file, PathBuf::from("/var/live"));
         assert_eq!(s.rollback, crate::rollback::RollbackSettings::default());
         let s = load_str(
             &format!("{GOOD}\n[proxy]\nlive_file = \"/tmp/live\"\nlive_listen = 8000\n[rollback]\nquorum = 1\nmode = \"dry-run\"\n"),
@@ -707,7 +704,6 @@ token = "rep-secret"
         )
         .unwrap();
         assert!(s.proxy_configured);
-        assert_eq!(s.live_file, PathBuf::from("/tmp/live"));
         assert_eq!(s.proxy.live_file, PathBuf::from("/tmp/live"));
         assert_eq!(s.proxy.live_listen, 8000);
         assert_eq!((s.rollback.quorum, s.rollback.fail_after), (1, 2));

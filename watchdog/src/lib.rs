@@ -68,7 +68,7 @@ pub async fn run(
     let planner = outbox::Planner {
         channels: notify.channels.iter().map(|c| c.name()).collect(),
         policy: notify.policy.clone(),
-        live_file: Some(settings.live_file.clone()),
+        live_file: Some(settings.proxy.live_file.clone()),
         started: now,
         hold_after_start: settings.startup_grace,
     };

@@ -45,8 +45,7 @@ impl Planner {
     fn live(&self) -> Option<Color> {
         self.live_file
             .as_deref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|s| Color::from_live_file(&s))
+            .and_then(|p| crate::proxy::read_live(p).color())
     }
 }
 

@@ -28,6 +28,19 @@ fn notify_config(slack: &SlackReceiver, smtp: Option<&SmtpSink>, policy: &str) -
     out
 }
 
+/// A watchdog alerting to `slack` (and `smtp`), whose blue service came up
+/// and then failed with `detail`.
+async fn watchdog_with_blue_down(
+    slack: &SlackReceiver,
+    smtp: Option<&SmtpSink>,
+    detail: &str,
+) -> Watchdog {
+    let w = spawn_watchdog_with(&default_checks("1h", "1h"), &notify_config(slack, smtp, "")).await;
+    w.blue_ok("a1").await;
+    fail_blue(&w, detail).await;
+    w
+}
+
 async fn fail_blue(w: &Watchdog, detail: &str) {
     let (s, _) = w
         .heartbeat(
@@ -57,13 +70,7 @@ fn subjects_of(messages: &[serde_json::Value]) -> Vec<String> {
 async fn down_and_recovery_reach_slack_and_email_once_each() {
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
-    let w = spawn_watchdog_with(
-        &default_checks("1h", "1h"),
-        &notify_config(&slack, Some(&smtp), ""),
-    )
-    .await;
-    w.blue_ok("a1").await;
-    fail_blue(&w, "GET /ping returned 502").await;
+    let w = watchdog_with_blue_down(&slack, Some(&smtp), "GET /ping returned 502").await;
     let mails = smtp.wait_for(1, WAIT).await;
     assert_eq!(mails[0].subject, "[bgw] DOWN blue");
     assert!(mails[0]
@@ -103,13 +110,7 @@ async fn a_slack_outage_delays_delivery_but_delivers_once_and_email_is_not_held_
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
     slack.set_mode(Mode::Status(500)).await;
-    let w = spawn_watchdog_with(
-        &default_checks("1h", "1h"),
-        &notify_config(&slack, Some(&smtp), ""),
-    )
-    .await;
-    w.blue_ok("a1").await;
-    fail_blue(&w, "boom").await;
+    let w = watchdog_with_blue_down(&slack, Some(&smtp), "boom").await;
     // Email goes out while Slack keeps failing.
     let mails = smtp.wait_for(1, WAIT).await;
     assert_eq!(mails[0].subject, "[bgw] DOWN blue");
@@ -141,13 +142,7 @@ async fn a_slack_outage_delays_delivery_but_delivers_once_and_email_is_not_held_
 async fn pending_notifications_survive_a_crash_and_are_delivered_once_after_restart() {
     let slack = SlackReceiver::start().await;
     slack.set_mode(Mode::Down).await;
-    let mut w = spawn_watchdog_with(
-        &default_checks("1h", "1h"),
-        &notify_config(&slack, None, ""),
-    )
-    .await;
-    w.blue_ok("a1").await;
-    fail_blue(&w, "crashed").await;
+    let mut w = watchdog_with_blue_down(&slack, None, "crashed").await;
     let (_, pending) = w.admin_get("/api/v1/notifications?state=pending").await;
     assert_eq!(pending["notifications"].as_array().unwrap().len(), 1);
     w.kill9();
@@ -168,13 +163,7 @@ async fn a_permanent_refusal_is_an_event_alerted_on_the_other_channel() {
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
     slack.set_mode(Mode::Status(404)).await;
-    let w = spawn_watchdog_with(
-        &default_checks("1h", "1h"),
-        &notify_config(&slack, Some(&smtp), ""),
-    )
-    .await;
-    w.blue_ok("a1").await;
-    fail_blue(&w, "boom").await;
+    let w = watchdog_with_blue_down(&slack, Some(&smtp), "boom").await;
     let mails = smtp.wait_for(2, WAIT).await;
     let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
     assert!(subjects.contains(&"[bgw] DOWN blue"), "{subjects:?}");
