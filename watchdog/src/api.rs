@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::SqlitePool;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,18 +25,18 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct AppState {
     pub monitor: Monitor,
-    pub pool: SqlitePool,
+    pub store: crate::store::Store,
+    pub clock: crate::clock::Clock,
     pub metrics: Arc<Metrics>,
     pub admin_token: Option<Arc<SecretString>>,
     pub limiter: Arc<RateLimiter>,
     pub started: chrono::DateTime<chrono::Utc>,
     pub channels: Arc<Vec<Arc<crate::outbox::ChannelHealth>>>,
-    pub observers: Arc<crate::observers::Observers>,
     /// The one switcher of the process (its lock serializes every switch and deploy).
     pub switcher: crate::proxy::Switcher,
     pub rollback: Arc<crate::rollback::RollbackSettings>,
-    /// Shared with the rollback watcher.
-    pub control: Arc<crate::control::watcher::Shared>,
+    /// The rollback watcher's last decision.
+    pub last_decision: crate::control::watcher::Last,
 }
 
 impl AppState {

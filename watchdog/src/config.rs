@@ -158,82 +158,8 @@ pub struct Settings {
     pub notify: NotifySettings,
 }
 
-/// One monitored check, as configured.
-#[derive(Debug, Clone)]
-pub struct CheckSpec {
-    pub name: String,
-    pub kind: CheckKind,
-    pub cadence: Cadence,
-    pub grace: Duration,
-    pub token: Option<SecretString>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckKind {
-    /// Instances heartbeat through `bgw-agent`; down below `min_instances` up.
-    Service {
-        color: Option<Color>,
-        min_instances: u32,
-    },
-    /// A healthchecks.io-style ping URL `/ping/<uuid>`.
-    Heartbeat { uuid: String },
-    /// The checker or the prober: each report is its heartbeat.
-    Reporter,
-}
-
-impl CheckKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CheckKind::Service { .. } => "service",
-            CheckKind::Heartbeat { .. } => "heartbeat",
-            CheckKind::Reporter => "reporter",
-        }
-    }
-}
-
-impl CheckSpec {
-    pub fn color(&self) -> Option<Color> {
-        match &self.kind {
-            CheckKind::Service { color, .. } => *color,
-            _ => None,
-        }
-    }
-
-    /// The part of the spec that defines behaviour, without secrets: stored
-    /// so a restart can tell a changed check from an unchanged one.
-    pub fn fingerprint(&self) -> String {
-        let kind = match &self.kind {
-            CheckKind::Service {
-                color,
-                min_instances,
-            } => format!(
-                "service color={} min_instances={min_instances}",
-                color.map_or("-", |c| c.as_str())
-            ),
-            CheckKind::Heartbeat { uuid } => format!("heartbeat uuid={uuid}"),
-            CheckKind::Reporter => "reporter".to_string(),
-        };
-        format!(
-            "{kind} cadence={} grace={}",
-            self.cadence.describe(),
-            bgw_wire::format_duration(self.grace)
-        )
-    }
-
-    /// Whether `presented` is this check's token (constant time).
-    pub fn token_matches(&self, presented: &str) -> bool {
-        match &self.token {
-            Some(t) => secrets_equal(t.expose_secret(), presented),
-            None => false,
-        }
-    }
-}
-
-/// Constant-time equality of two secrets (length is not hidden).
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
+pub use crate::check::secrets_equal;
+use crate::check::{CheckKind, CheckSpec};
 
 /// Flag values that override the file and the environment.
 #[derive(Debug, Default, Clone)]

@@ -4,13 +4,16 @@
 
 pub mod alerting;
 pub mod api;
+pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
+pub mod event;
+pub mod ledger;
 pub mod logfile;
 pub mod metrics;
 pub mod monitor;
-pub mod observers;
 pub mod outbox;
 pub mod proxy;
 pub mod reports;
@@ -24,31 +27,41 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Runs the watchdog until `shutdown` resolves: opens the log dir and the
-/// store, syncs the configured checks, starts the monitor and serves the API
-/// on `listener`. Returns after a clean shutdown (every acknowledged signal
-/// committed, every log line written).
+/// Runs the watchdog until `shutdown` resolves, on the system clock: opens
+/// the log dir and the store, syncs the configured checks, starts the
+/// monitor and serves the API on `listener`. Returns after a clean shutdown
+/// (every acknowledged signal committed, every log line written).
 pub async fn run(
-    mut settings: config::Settings,
+    settings: config::Settings,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(settings, listener, shutdown, clock::Clock::system()).await
+}
+
+/// [`run`] on a given clock (tests pass a manual one).
+pub async fn run_with(
+    mut settings: config::Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: clock::Clock,
+) -> anyhow::Result<()> {
     let log = logfile::DailyLog::open(&settings.log_dir).context("cannot use log_dir")?;
-    let pool = store::open_with(&settings.database, settings.durability).await?;
-    let now = chrono::Utc::now();
-    let specs: Vec<(config::CheckSpec, state::Rules)> = std::mem::take(&mut settings.checks)
+    let store = store::Store::open_with(&settings.database, settings.durability).await?;
+    let now = clock.now();
+    let specs: Vec<(check::CheckSpec, state::Rules)> = std::mem::take(&mut settings.checks)
         .into_iter()
         .map(|s| {
-            let rules = monitor::rules_of(&s);
+            let rules = check::rules_of(&s);
             (s, rules)
         })
         .collect();
-    let (loaded, sync_events) = store::sync_checks(&pool, &specs, now).await?;
-    let catalog = Arc::new(monitor::Catalog::new(
+    let (loaded, sync_events) = store.sync_checks(&specs, now).await?;
+    let catalog = Arc::new(check::Catalog::new(
         specs
             .into_iter()
             .zip(&loaded)
-            .map(|((spec, rules), l)| monitor::Entry {
+            .map(|((spec, rules), l)| check::Entry {
                 id: l.id,
                 spec,
                 rules,
@@ -57,30 +70,40 @@ pub async fn run(
     ));
     let (log, log_task) = logfile::LogSink::spawn(log);
     for e in sync_events {
-        if let Some(line) = monitor::log_line(&e) {
+        if let Some(line) = e.log_line() {
             log.write(e.at, line).await;
         }
     }
+    let notify = settings.notify;
+    let flap_window = chrono::TimeDelta::from_std(notify.policy.flap_window).unwrap_or_default();
+    let initial = monitor::Initial {
+        checks: loaded,
+        targets: store.targets().await?,
+        control: store.control_state().await?,
+        silences: store.silences(now).await?,
+        memory: store.flap_memory(now - flap_window).await?,
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     let (committed, wake) = tokio::sync::watch::channel(0u64);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let notify = settings.notify;
-    let planner = outbox::Planner {
-        channels: notify.channels.iter().map(|c| c.name()).collect(),
-        policy: notify.policy.clone(),
-        live_file: Some(settings.proxy.live_file.clone()),
-        started: now,
-        hold_after_start: settings.startup_grace,
-    };
     let (monitor, monitor_task) = monitor::spawn(
-        pool.clone(),
+        store.clone(),
         catalog.clone(),
-        loaded,
-        monitor::Hooks {
+        initial,
+        monitor::Deps {
+            clock: clock.clone(),
             log: log.clone(),
             metrics: metrics.clone(),
             ping_history: settings.ping_history,
-            planner: Some(planner),
+            alerting: monitor::Alerting {
+                channels: notify.channels.iter().map(|c| c.name()).collect(),
+                policy: notify.policy.clone(),
+                live_file: Some(settings.proxy.live_file.clone()),
+            },
+            threshold_ms: settings.probe_threshold_ms,
+            fail_after: settings.target_fail_after,
+            started: now,
+            startup_grace: settings.startup_grace,
             committed,
             wal: match settings.durability {
                 store::Durability::Fsync => Some(
@@ -94,9 +117,10 @@ pub async fn run(
     let mut background = Vec::new();
     let mut channel_health = Vec::new();
     let delivery = outbox::Delivery {
-        pool: pool.clone(),
+        store: store.clone(),
         monitor: monitor.clone(),
         metrics: metrics.clone(),
+        clock: clock.clone(),
         group_window: notify.policy.group_window,
     };
     for channel in notify.channels {
@@ -115,36 +139,26 @@ pub async fn run(
     }
     drop(delivery);
     background.push(tokio::spawn(outbox::run_timers(
-        pool.clone(),
-        monitor.clone(),
-        notify.policy.repeat,
-        notify.all_is_well,
+        outbox::Timers {
+            store: store.clone(),
+            monitor: monitor.clone(),
+            clock: clock.clone(),
+            repeat: notify.policy.repeat,
+            all_is_well: notify.all_is_well,
+        },
         stopped.clone(),
     )));
-    let observers = Arc::new(
-        observers::Observers::load(
-            pool.clone(),
-            log.clone(),
-            settings.probe_threshold_ms,
-            settings.target_fail_after,
-        )
-        .await?,
-    );
     // One switcher per process: the API and the rollback watcher share its lock.
     let switcher = proxy::Switcher::new(settings.proxy.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let control = Arc::new(control::watcher::Shared::default());
+    let last_decision = control::watcher::Last::default();
     background.push(tokio::spawn(
         control::watcher::Watcher {
             switcher: switcher.clone(),
-            pool: pool.clone(),
             monitor: monitor.clone(),
-            observers: observers.clone(),
             settings: settings.rollback.clone(),
-            startup_grace: settings.startup_grace,
-            started: now,
-            shared: control.clone(),
-            committed: wake.clone(),
+            clock: clock.clone(),
+            last: last_decision.clone(),
             stopped: stopped.clone(),
         }
         .run(),
@@ -152,15 +166,15 @@ pub async fn run(
     let state = api::AppState {
         switcher,
         rollback: Arc::new(settings.rollback.clone()),
-        control,
+        last_decision,
         monitor,
-        pool: pool.clone(),
+        store: store.clone(),
+        clock,
         metrics,
         admin_token: settings.admin_token.map(Arc::new),
         limiter: Arc::new(api::RateLimiter::new(settings.rate_limit)),
         started: now,
         channels: Arc::new(channel_health),
-        observers,
     };
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -176,8 +190,8 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server failed")?;
-    // Stop the outbox workers and timers (a send in flight finishes first),
-    // then every monitor handle is gone.
+    // Stop the outbox workers, timers and watcher (a send in flight
+    // finishes first), then every monitor handle is gone.
     let _ = stop.send(true);
     for task in background {
         let _ = task.await;
@@ -187,7 +201,7 @@ pub async fn run(
     monitor_task.await.context("monitor task panicked")?;
     drop(log);
     log_task.await.context("log writer panicked")?;
-    pool.close().await;
+    store.close().await;
     tracing::info!("bgw-watchdog stopped cleanly");
     Ok(())
 }

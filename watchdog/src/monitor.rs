@@ -1,84 +1,45 @@
-//! The monitor: the one task that owns every check's runtime, applies
-//! signals through the pure state machine, sleeps until the earliest
-//! deadline, and writes everything with group commit.
+//! The monitor: the one owner of the watchdog's state and its one write
+//! path. It holds every check's runtime, the probe targets' states, the
+//! control ledger, the silences and the alerting memory; applies signals and
+//! reports through the pure cores (`state::observe`, `reports::apply_report`,
+//! `ledger::ControlState::apply`); sleeps until the earliest deadline; plans
+//! the notifications of what changed (`alerting::plan`); and writes it all
+//! with group commit.
 //!
 //! Requests queue on a channel; the task takes all that are waiting (up to
 //! a batch), applies them in memory, writes the batch in ONE transaction,
 //! and only then answers each request: an acknowledged heartbeat is durable,
 //! and a thousand of them cost one fsync. Deadlines live in a min-heap with
-//! at most one live entry per check; a check whose deadline moved later is
-//! re-queued when its stale entry comes up, so nothing scans idle checks.
+//! at most one live entry per check. After every commit that changed what
+//! the rollback decision reads, it publishes a [`Snapshot`].
 
-use crate::config::CheckSpec;
+mod snapshot;
+mod startup;
+mod sync;
+
+pub use snapshot::{ObserverCheck, Snapshot};
+pub use startup::Hold;
+
+use crate::alerting::{self, Policy};
+use crate::check::Catalog;
+use crate::clock::Clock;
+use crate::event::{Event, EventKind};
+use crate::ledger::{ControlChange, ControlState};
 use crate::logfile::LogSink;
 use crate::metrics::Metrics;
-use crate::state::{observe, Change, Rules, Runtime, Signal, State};
-use crate::store::{self, Loaded, NewEvent, PingRow, RuntimeUpdate};
+use crate::reports::{apply_report, TargetState};
+use crate::state::{observe, Change, Runtime, Signal, State};
+use crate::store::{Loaded, PingRow, RuntimeUpdate, SilenceChange, Store};
+use bgw_wire::Report;
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Largest number of requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
-
-/// The configured checks, immutable while the watchdog runs.
-pub struct Catalog {
-    pub checks: Vec<Entry>,
-    by_name: HashMap<String, usize>,
-    by_uuid: HashMap<String, usize>,
-}
-
-pub struct Entry {
-    pub id: i64,
-    pub spec: CheckSpec,
-    pub rules: Rules,
-}
-
-impl Catalog {
-    pub fn new(checks: Vec<Entry>) -> Catalog {
-        let by_name = checks
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.spec.name.clone(), i))
-            .collect();
-        let by_uuid = checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| match &e.spec.kind {
-                crate::config::CheckKind::Heartbeat { uuid } => Some((uuid.clone(), i)),
-                _ => None,
-            })
-            .collect();
-        Catalog {
-            checks,
-            by_name,
-            by_uuid,
-        }
-    }
-
-    pub fn by_name(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
-    }
-
-    pub fn by_uuid(&self, uuid: &str) -> Option<usize> {
-        self.by_uuid.get(&uuid.to_ascii_lowercase()).copied()
-    }
-}
-
-/// The rules a spec is judged by.
-pub fn rules_of(spec: &CheckSpec) -> Rules {
-    Rules {
-        cadence: spec.cadence.clone(),
-        grace: spec.grace,
-        min_instances: match spec.kind {
-            crate::config::CheckKind::Service { min_instances, .. } => Some(min_instances),
-            _ => None,
-        },
-    }
-}
 
 /// What the watchdog answers once a signal is durable.
 #[derive(Debug, Clone)]
@@ -103,16 +64,51 @@ pub struct PingInfo {
     pub detail: Option<String>,
 }
 
+/// Changes that are not signals: events, ledger changes and silences, to
+/// be written together in one transaction (a switch and its event).
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub events: Vec<Event>,
+    pub control: Vec<ControlChange>,
+    pub silences: Vec<SilenceChange>,
+}
+
+impl Record {
+    pub fn event(e: Event) -> Record {
+        Record {
+            events: vec![e],
+            ..Record::default()
+        }
+    }
+}
+
+/// The ids a [`Record`]'s rows received.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub events: Vec<i64>,
+    pub control: Vec<i64>,
+    pub silences: Vec<i64>,
+}
+
+type AckReply = oneshot::Sender<Result<Ack, MonitorError>>;
+type RecordReply = oneshot::Sender<Result<Recorded, MonitorError>>;
+
 enum Msg {
     Signal {
         idx: usize,
         signal: Signal,
         ping: Option<PingInfo>,
-        reply: oneshot::Sender<Result<Ack, MonitorError>>,
+        reply: AckReply,
+    },
+    Report {
+        idx: usize,
+        report: Report,
+        ping: PingInfo,
+        reply: AckReply,
     },
     Record {
-        events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<Vec<i64>, MonitorError>>,
+        record: Record,
+        reply: RecordReply,
     },
     Alive(oneshot::Sender<()>),
 }
@@ -122,39 +118,68 @@ enum Msg {
 pub struct Monitor {
     tx: mpsc::Sender<Msg>,
     pub catalog: Arc<Catalog>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
 }
 
 impl Monitor {
-    /// Applies a signal to check `idx`; answers once it is committed.
+    async fn ask<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T, MonitorError>>) -> Msg,
+    ) -> Result<T, MonitorError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(msg(reply))
+            .await
+            .map_err(|_| MonitorError::Closed)?;
+        rx.await.map_err(|_| MonitorError::Closed)?
+    }
+
+    /// Applies a signal to check `idx`; answers once it is durable.
     pub async fn signal(
         &self,
         idx: usize,
         signal: Signal,
         ping: Option<PingInfo>,
     ) -> Result<Ack, MonitorError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Signal {
-                idx,
-                signal,
-                ping,
-                reply,
-            })
-            .await
-            .map_err(|_| MonitorError::Closed)?;
-        rx.await.map_err(|_| MonitorError::Closed)?
+        self.ask(|reply| Msg::Signal {
+            idx,
+            signal,
+            ping,
+            reply,
+        })
+        .await
     }
 
-    /// Records events that do not come from a check's state machine
-    /// (toggles, rollbacks, probe targets); they are logged and alerted
-    /// like any other. Returns their ids.
-    pub async fn record(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, MonitorError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Record { events, reply })
-            .await
-            .map_err(|_| MonitorError::Closed)?;
-        rx.await.map_err(|_| MonitorError::Closed)?
+    /// Applies a report of reporter check `idx` (its heartbeat, its
+    /// targets' states, their log lines and transitions): one commit.
+    pub async fn report(
+        &self,
+        idx: usize,
+        report: Report,
+        ping: PingInfo,
+    ) -> Result<Ack, MonitorError> {
+        self.ask(|reply| Msg::Report {
+            idx,
+            report,
+            ping,
+            reply,
+        })
+        .await
+    }
+
+    /// Writes events, ledger changes and silences in one transaction.
+    pub async fn record(&self, record: Record) -> Result<Recorded, MonitorError> {
+        self.ask(|reply| Msg::Record { record, reply }).await
+    }
+
+    /// The last published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that wakes at every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
     }
 
     /// Whether the task answers within `timeout` (for `/healthz`).
@@ -169,128 +194,126 @@ impl Monitor {
     }
 }
 
-/// What the monitor needs besides the store.
-pub struct Hooks {
+/// The alerting configuration the monitor plans with.
+#[derive(Debug, Clone)]
+pub struct Alerting {
+    pub channels: Vec<&'static str>,
+    pub policy: Policy,
+    /// Where the live color is read from (once per batch, before its
+    /// transaction), to name it in messages.
+    pub live_file: Option<PathBuf>,
+}
+
+/// What the monitor needs besides the store and the checks.
+pub struct Deps {
+    pub clock: Clock,
     pub log: LogSink,
     pub metrics: Arc<Metrics>,
     pub ping_history: u32,
-    /// Plans the notifications of each batch's events, in its transaction.
-    pub planner: Option<crate::outbox::Planner>,
-    /// Bumped after each commit that inserted events (wakes the outbox).
-    pub committed: tokio::sync::watch::Sender<u64>,
+    pub alerting: Alerting,
+    /// `probe_threshold` and `target_fail_after`, for reports.
+    pub threshold_ms: u64,
+    pub fail_after: u32,
+    /// When this process started, and how long checks whose deadlines
+    /// passed while it was not running wait before being judged (heartbeat
+    /// checks; services and reporters wait one period + grace).
+    pub started: DateTime<Utc>,
+    pub startup_grace: std::time::Duration,
+    /// Bumped after each durable commit that inserted events (wakes the outbox).
+    pub committed: watch::Sender<u64>,
     /// The WAL to fdatasync before acknowledging (`durability = "fsync"`).
     pub wal: Option<std::fs::File>,
 }
 
-/// What a committed batch owes: answers, log lines, the outbox's wake-up.
-/// It is handed to the syncer, which pays it once the batch is durable.
-struct Committed {
-    replies: Vec<(oneshot::Sender<Result<Ack, MonitorError>>, Ack)>,
-    records: Vec<(RecordReply, Vec<i64>)>,
-    lines: Vec<(DateTime<Utc>, String)>,
-    had_events: bool,
+/// The state the monitor starts from, read from the store.
+pub struct Initial {
+    pub checks: Vec<Loaded>,
+    pub targets: Vec<TargetState>,
+    pub control: ControlState,
+    pub silences: Vec<alerting::Silence>,
+    pub memory: alerting::Memory,
 }
 
-/// Makes committed batches durable and only then acknowledges them. One
-/// fdatasync covers every batch committed before it started, so while it
-/// runs the monitor commits the next batch: group commit, pipelined.
-async fn sync_loop(
-    mut rx: mpsc::UnboundedReceiver<Committed>,
-    wal: Option<Arc<std::fs::File>>,
-    log: LogSink,
-    committed: tokio::sync::watch::Sender<u64>,
-    metrics: Arc<Metrics>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut done = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            done.push(more);
-        }
-        let synced = match &wal {
-            None => Ok(()),
-            Some(file) => {
-                let file = file.clone();
-                let r = tokio::task::spawn_blocking(move || file.sync_data()).await;
-                metrics
-                    .wal_syncs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                r.map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            }
-        };
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, "fdatasync of the WAL failed; the batch is not acknowledged");
-        }
-        for c in done {
-            for (at, line) in c.lines {
-                log.write(at, line).await;
-            }
-            if c.had_events {
-                committed.send_modify(|n| *n += 1);
-            }
-            for (reply, ack) in c.replies {
-                let _ = reply.send(match &synced {
-                    Ok(()) => Ok(ack),
-                    Err(e) => Err(MonitorError::Store(format!("not durable: {e}"))),
-                });
-            }
-            for (reply, ids) in c.records {
-                let _ = reply.send(match &synced {
-                    Ok(()) => Ok(ids),
-                    Err(e) => Err(MonitorError::Store(format!("not durable: {e}"))),
-                });
-            }
-        }
-    }
-}
-
-/// Starts the monitor task over the checks loaded from the store.
+/// Starts the monitor task.
 pub fn spawn(
-    pool: SqlitePool,
+    store: Store,
     catalog: Arc<Catalog>,
-    loaded: Vec<Loaded>,
-    mut hooks: Hooks,
+    initial: Initial,
+    mut deps: Deps,
 ) -> (Monitor, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-    let mut heap = BinaryHeap::with_capacity(loaded.len());
-    let mut scheduled = vec![None; loaded.len()];
-    for (idx, l) in loaded.iter().enumerate() {
-        if let Some(d) = l.runtime.next_deadline() {
+    let mut runtimes: Vec<Runtime> = Vec::with_capacity(initial.checks.len());
+    let mut holds = HashMap::new();
+    for (idx, l) in initial.checks.iter().enumerate() {
+        let mut rt = l.runtime.clone();
+        let hold = catalog.checks[idx].spec.startup_hold(deps.startup_grace);
+        if let Some(h) = Hold::begin(&mut rt, deps.started, deps.started + hold) {
+            holds.insert(idx, h);
+        }
+        deps.metrics.state_entered(rt.state);
+        runtimes.push(rt);
+    }
+    if !holds.is_empty() {
+        tracing::info!(
+            checks = holds.len(),
+            "deadlines passed while the watchdog was not running: their clients get one period + grace \
+             (heartbeat checks: startup_grace) to reach it before they are judged"
+        );
+    }
+    let mut heap = BinaryHeap::with_capacity(runtimes.len());
+    let mut scheduled = vec![None; runtimes.len()];
+    for (idx, rt) in runtimes.iter().enumerate() {
+        if let Some(d) = rt.next_deadline() {
             heap.push(Reverse((d, idx)));
             scheduled[idx] = Some(d);
         }
     }
-    for l in &loaded {
-        hooks.metrics.state_entered(l.runtime.state);
-    }
+    let observers = catalog.observer_indexes();
     let (synced, sync_rx) = mpsc::unbounded_channel();
-    let syncer = tokio::spawn(sync_loop(
+    let syncer = tokio::spawn(sync::run(
         sync_rx,
-        hooks.wal.take().map(Arc::new),
-        hooks.log.clone(),
-        hooks.committed.clone(),
-        hooks.metrics.clone(),
+        deps.wal.take().map(Arc::new),
+        deps.log.clone(),
+        deps.committed.clone(),
+        deps.metrics.clone(),
     ));
-    let task = Task {
-        pool,
+    let mut task = Task {
+        store,
         catalog: catalog.clone(),
-        runtimes: loaded.iter().map(|l| l.runtime.clone()).collect(),
-        ping_counts: loaded.iter().map(|l| l.ping_count).collect(),
+        ping_counts: initial.checks.iter().map(|l| l.ping_count).collect(),
+        runtimes,
         heap,
         scheduled,
-        hooks,
+        holds,
+        targets: initial.targets,
+        control: initial.control,
+        silences: initial.silences,
+        memory: initial.memory,
+        observers,
+        deps,
         synced,
+        published: None,
+        version: 0,
     };
+    let (publish, snapshot) = watch::channel(Arc::new(task.snapshot()));
+    task.published = Some(publish);
     let handle = tokio::spawn(async move {
         task.run(rx).await;
         // The task dropped its sender: the syncer pays what is left, ends.
         let _ = syncer.await;
     });
-    (Monitor { tx, catalog }, handle)
+    (
+        Monitor {
+            tx,
+            catalog,
+            snapshot,
+        },
+        handle,
+    )
 }
 
 struct Task {
-    pool: SqlitePool,
+    store: Store,
     catalog: Arc<Catalog>,
     runtimes: Vec<Runtime>,
     ping_counts: Vec<i64>,
@@ -298,36 +321,58 @@ struct Task {
     heap: BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
     /// The deadline each check's live heap entry is for.
     scheduled: Vec<Option<DateTime<Utc>>>,
-    hooks: Hooks,
+    /// Checks whose deadlines passed while the watchdog was not running.
+    holds: HashMap<usize, Hold>,
+    targets: Vec<TargetState>,
+    control: ControlState,
+    silences: Vec<alerting::Silence>,
+    memory: alerting::Memory,
+    /// The checks the rollback decision reads (colored services, reporters).
+    observers: Vec<usize>,
+    deps: Deps,
     /// Committed batches on their way to being durable and acknowledged.
-    synced: mpsc::UnboundedSender<Committed>,
+    synced: mpsc::UnboundedSender<sync::Committed>,
+    published: Option<watch::Sender<Arc<Snapshot>>>,
+    version: u64,
 }
-
-type RecordReply = oneshot::Sender<Result<Vec<i64>, MonitorError>>;
 
 /// One batch being applied: what to write and whom to answer.
 #[derive(Default)]
 struct Batch {
     dirty: Vec<usize>,
     pings: Vec<PingRow>,
-    events: Vec<NewEvent>,
-    replies: Vec<(oneshot::Sender<Result<Ack, MonitorError>>, usize)>,
-    record_replies: Vec<(RecordReply, std::ops::Range<usize>)>,
-    /// Runtimes before the batch, to restore if the commit fails.
-    before: HashMap<usize, (Runtime, i64)>,
+    events: Vec<Event>,
+    /// Seed-style probe lines of the batch's reports.
+    lines: Vec<(DateTime<Utc>, String)>,
+    targets: Vec<usize>,
+    control: Vec<ControlChange>,
+    silences: Vec<SilenceChange>,
+    replies: Vec<(AckReply, usize)>,
+    records: Vec<(RecordReply, Ranges)>,
+    /// State before the batch, to restore if the commit fails.
+    before: HashMap<usize, (Runtime, i64, Option<Hold>)>,
+    targets_before: Option<Vec<TargetState>>,
+    control_before: Option<ControlState>,
+    /// Whether the rollback decision's inputs changed.
+    observed: bool,
+}
+
+#[derive(Default)]
+struct Ranges {
+    events: std::ops::Range<usize>,
+    control: std::ops::Range<usize>,
+    silences: std::ops::Range<usize>,
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut msgs = Vec::with_capacity(MAX_BATCH);
+        let clock = self.deps.clock.clone();
         loop {
             let next = self.heap.peek().map(|Reverse((d, _))| *d);
             let sleep = async {
                 match next {
-                    Some(d) => {
-                        let wait = (d - Utc::now()).to_std().unwrap_or_default();
-                        tokio::time::sleep(wait).await
-                    }
+                    Some(d) => clock.sleep_until(d).await,
                     None => std::future::pending().await,
                 }
             };
@@ -338,16 +383,16 @@ impl Task {
                         return; // every handle dropped: shutdown
                     }
                     let mut batch = Batch::default();
-                    let now = Utc::now();
+                    let now = clock.now();
                     for msg in msgs.drain(..) {
                         self.apply(&mut batch, msg, now);
                     }
-                    self.due(&mut batch, Utc::now());
+                    self.due(&mut batch, now);
                     self.commit(batch, now).await;
                 }
                 _ = sleep => {
                     let mut batch = Batch::default();
-                    let now = Utc::now();
+                    let now = clock.now();
                     self.due(&mut batch, now);
                     self.commit(batch, now).await;
                 }
@@ -357,7 +402,11 @@ impl Task {
 
     fn touch(&mut self, batch: &mut Batch, idx: usize) {
         if let std::collections::hash_map::Entry::Vacant(e) = batch.before.entry(idx) {
-            e.insert((self.runtimes[idx].clone(), self.ping_counts[idx]));
+            e.insert((
+                self.runtimes[idx].clone(),
+                self.ping_counts[idx],
+                self.holds.get(&idx).cloned(),
+            ));
             batch.dirty.push(idx);
         }
     }
@@ -367,12 +416,33 @@ impl Task {
             Msg::Alive(tx) => {
                 let _ = tx.send(());
             }
-            Msg::Record { events, reply } => {
-                let start = batch.events.len();
-                batch.events.extend(events);
-                batch
-                    .record_replies
-                    .push((reply, start..batch.events.len()));
+            Msg::Record { record, reply } => {
+                let start = (
+                    batch.events.len(),
+                    batch.control.len(),
+                    batch.silences.len(),
+                );
+                if !record.control.is_empty() {
+                    batch
+                        .control_before
+                        .get_or_insert_with(|| self.control.clone());
+                    for c in &record.control {
+                        self.control.apply(c);
+                    }
+                    batch.observed = true;
+                }
+                batch.observed |= !record.silences.is_empty();
+                batch.events.extend(record.events);
+                batch.control.extend(record.control);
+                batch.silences.extend(record.silences);
+                batch.records.push((
+                    reply,
+                    Ranges {
+                        events: start.0..batch.events.len(),
+                        control: start.1..batch.control.len(),
+                        silences: start.2..batch.silences.len(),
+                    },
+                ));
             }
             Msg::Signal {
                 idx,
@@ -380,36 +450,132 @@ impl Task {
                 ping,
                 reply,
             } => {
-                self.touch(batch, idx);
-                if let Some(p) = ping {
-                    let count = &mut self.ping_counts[idx];
-                    batch.pings.push(PingRow {
-                        check_id: self.catalog.checks[idx].id,
-                        slot: *count % i64::from(self.hooks.ping_history),
-                        at: now,
-                        kind: p.kind,
-                        instance: p.instance,
-                        detail: p.detail,
-                    });
-                    *count += 1;
-                }
+                self.ping(batch, idx, ping, now);
                 self.observe(batch, idx, signal, now);
+                batch.replies.push((reply, idx));
+            }
+            Msg::Report {
+                idx,
+                report,
+                ping,
+                reply,
+            } => {
+                self.ping(batch, idx, Some(ping), now);
+                self.observe(batch, idx, Signal::Success, now);
+                self.report(batch, &report, now);
                 batch.replies.push((reply, idx));
             }
         }
     }
 
+    fn ping(&mut self, batch: &mut Batch, idx: usize, ping: Option<PingInfo>, now: DateTime<Utc>) {
+        self.touch(batch, idx);
+        if let Some(p) = ping {
+            let count = &mut self.ping_counts[idx];
+            batch.pings.push(PingRow {
+                check_id: self.catalog.checks[idx].id,
+                slot: *count % i64::from(self.deps.ping_history),
+                at: now,
+                kind: p.kind,
+                instance: p.instance,
+                detail: p.detail,
+            });
+            *count += 1;
+        }
+    }
+
+    fn report(&mut self, batch: &mut Batch, report: &Report, now: DateTime<Utc>) {
+        let outcome = apply_report(
+            &self.targets,
+            report,
+            now,
+            self.deps.threshold_ms,
+            self.deps.fail_after,
+        );
+        batch
+            .targets_before
+            .get_or_insert_with(|| self.targets.clone());
+        self.targets = outcome.states;
+        for (i, s) in self.targets.iter().enumerate() {
+            if s.observer == report.observer
+                && report.results.iter().any(|r| r.target == s.target)
+                && !batch.targets.contains(&i)
+            {
+                batch.targets.push(i);
+            }
+        }
+        // Exactly the contract's (and the original script's) lines: the
+        // target names already tell the checker's from the prober's.
+        batch
+            .lines
+            .extend(outcome.log_lines.into_iter().map(|l| (now, l)));
+        batch
+            .events
+            .extend(outcome.transitions.into_iter().map(|t| {
+                Event::new(
+                    now,
+                    EventKind::Target {
+                        observer: t.observer,
+                        target: t.target,
+                        color: t.color,
+                        down: t.down,
+                        reason: t.reason,
+                    },
+                )
+            }));
+        batch.observed = true;
+    }
+
     fn observe(&mut self, batch: &mut Batch, idx: usize, signal: Signal, now: DateTime<Utc>) {
+        self.touch(batch, idx);
         let entry = &self.catalog.checks[idx];
+        if let Some(hold) = self.holds.get_mut(&idx) {
+            let heard = match &signal {
+                Signal::Heartbeat { instance, .. } => Some(Some(instance.as_str())),
+                Signal::Success | Signal::Fail { .. } | Signal::Start | Signal::Log => Some(None),
+                Signal::Resume | Signal::Pause => Some(None),
+                Signal::Tick => None,
+            };
+            if let Some(part) = heard {
+                if hold.heard(part) {
+                    self.holds.remove(&idx);
+                }
+            }
+        }
         let prev = &self.runtimes[idx];
         let (next, events) = observe(&entry.rules, prev, signal, now);
         if next.state != prev.state {
-            self.hooks.metrics.state_left(prev.state);
-            self.hooks.metrics.state_entered(next.state);
+            self.deps.metrics.state_left(prev.state);
+            self.deps.metrics.state_entered(next.state);
         }
-        for e in events {
-            batch.events.push(to_new_event(&entry.spec, e));
-        }
+        let color = entry.spec.color();
+        batch.events.extend(events.into_iter().map(|e| {
+            let check = entry.spec.name.clone();
+            Event::new(
+                e.at,
+                match e.change {
+                    Change::State { from, to, down_for } => EventKind::State {
+                        check,
+                        color,
+                        from,
+                        to,
+                        reason: e.reason,
+                        down_for,
+                    },
+                    Change::Instance {
+                        instance,
+                        change,
+                        color: instance_color,
+                    } => EventKind::Instance {
+                        check,
+                        color: instance_color.or(color),
+                        instance,
+                        change,
+                        reason: e.reason,
+                    },
+                },
+            )
+        }));
         if let Some(d) = next.next_deadline() {
             // Only an earlier deadline needs a new heap entry; a later one is
             // found when the current entry comes up.
@@ -419,6 +585,7 @@ impl Task {
             }
         }
         self.runtimes[idx] = next;
+        batch.observed |= self.observers.contains(&idx);
     }
 
     /// Applies every deadline that has passed.
@@ -432,10 +599,16 @@ impl Task {
                 continue; // stale: a newer entry exists
             }
             self.scheduled[idx] = None;
+            if self.holds.get(&idx).is_some_and(|h| h.until <= now) {
+                // The hold is over: what was not heard from is judged now,
+                // against its original deadlines.
+                self.touch(batch, idx);
+                let hold = self.holds.remove(&idx).expect("checked");
+                hold.end(&mut self.runtimes[idx]);
+            }
             match self.runtimes[idx].next_deadline() {
                 Some(d) if d <= now => {
-                    self.hooks.metrics.observe_lag(now - d);
-                    self.touch(batch, idx);
+                    self.deps.metrics.observe_lag(now - d);
                     self.observe(batch, idx, Signal::Tick, now);
                 }
                 Some(d) => {
@@ -447,36 +620,109 @@ impl Task {
         }
     }
 
-    async fn commit(&mut self, batch: Batch, now: DateTime<Utc>) {
-        if batch.dirty.is_empty() && batch.events.is_empty() {
+    async fn commit(&mut self, mut batch: Batch, now: DateTime<Utc>) {
+        if batch.dirty.is_empty()
+            && batch.events.is_empty()
+            && batch.control.is_empty()
+            && batch.silences.is_empty()
+        {
             for (reply, idx) in batch.replies {
                 let _ = reply.send(Ok(self.ack(idx)));
             }
             return;
         }
-        let result = self.write(&batch, now).await;
+        // Gather the facts once, outside the transaction; decide; then write.
+        let live = match (&self.deps.alerting.live_file, batch.events.is_empty()) {
+            (Some(path), false) if !self.deps.alerting.channels.is_empty() => read_live_color(path),
+            _ => None,
+        };
+        self.silences.retain(|s| s.until > now);
+        let memory_before = batch
+            .events
+            .iter()
+            .any(|e| e.flip().is_some())
+            .then(|| self.memory.clone());
+        let plan = alerting::plan(
+            &batch.events,
+            &mut self.memory,
+            &alerting::Facts {
+                channels: &self.deps.alerting.channels,
+                policy: &self.deps.alerting.policy,
+                live,
+                silences: &self.silences,
+            },
+            now,
+        );
+        batch.events.extend(plan.notices.iter().cloned());
+        let rollback_changed = batch
+            .control_before
+            .as_ref()
+            .is_some_and(|b| b.rollback != self.control.rollback);
+        let result = {
+            let write = crate::store::Write {
+                runtimes: batch
+                    .dirty
+                    .iter()
+                    .map(|&idx| RuntimeUpdate {
+                        id: self.catalog.checks[idx].id,
+                        runtime: &self.runtimes[idx],
+                        ping_count: self.ping_counts[idx],
+                    })
+                    .collect(),
+                pings: &batch.pings,
+                events: batch.events.iter().collect(),
+                silenced: &plan.silenced,
+                notifications: &plan.notifications,
+                targets: batch.targets.iter().map(|&i| &self.targets[i]).collect(),
+                control: &batch.control,
+                rollback: rollback_changed.then_some(&self.control.rollback),
+                silences: &batch.silences,
+            };
+            self.store.commit(&write, now).await
+        };
         match result {
             Ok(ids) => {
-                self.hooks
+                self.deps
                     .metrics
                     .batch_committed(batch.replies.len(), batch.events.len());
-                let mut lines = Vec::new();
-                for (id, e) in ids.iter().zip(&batch.events) {
-                    if let Some(line) = log_line(e) {
+                let mut lines = std::mem::take(&mut batch.lines);
+                for (id, e) in ids.events.iter().zip(&batch.events) {
+                    if let Some(line) = e.log_line() {
                         lines.push((e.at, line));
                     }
-                    tracing::info!(event = id, check = e.check.as_deref().unwrap_or(""), kind = e.kind, reason = %e.reason, "event");
+                    tracing::info!(event = id, check = %e.check(), kind = e.columns().kind, reason = %e.reason(), "event");
                 }
-                let done = Committed {
+                for (change, id) in batch.silences.iter().zip(&ids.silences) {
+                    match change {
+                        SilenceChange::Add(s) => self.silences.push(alerting::Silence {
+                            id: *id,
+                            ..s.clone()
+                        }),
+                        SilenceChange::End(id) => self.silences.retain(|s| s.id != *id),
+                    }
+                }
+                if batch.observed {
+                    self.publish();
+                }
+                let done = sync::Committed {
                     replies: batch
                         .replies
                         .into_iter()
                         .map(|(reply, idx)| (reply, self.ack(idx)))
                         .collect(),
                     records: batch
-                        .record_replies
+                        .records
                         .into_iter()
-                        .map(|(reply, range)| (reply, ids[range].to_vec()))
+                        .map(|(reply, r)| {
+                            (
+                                reply,
+                                Recorded {
+                                    events: ids.events[r.events].to_vec(),
+                                    control: ids.control[r.control].to_vec(),
+                                    silences: ids.silences[r.silences].to_vec(),
+                                },
+                            )
+                        })
                         .collect(),
                     lines,
                     had_events: !batch.events.is_empty(),
@@ -486,50 +732,38 @@ impl Task {
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is rejected and its state rolled back");
-                for (idx, (rt, pings)) in batch.before {
-                    self.hooks.metrics.state_left(self.runtimes[idx].state);
-                    self.hooks.metrics.state_entered(rt.state);
+                for (idx, (rt, pings, hold)) in batch.before {
+                    self.deps.metrics.state_left(self.runtimes[idx].state);
+                    self.deps.metrics.state_entered(rt.state);
                     self.runtimes[idx] = rt;
                     self.ping_counts[idx] = pings;
+                    match hold {
+                        Some(h) => self.holds.insert(idx, h),
+                        None => self.holds.remove(&idx),
+                    };
                     if let Some(d) = self.runtimes[idx].next_deadline() {
                         self.heap.push(Reverse((d, idx)));
                         self.scheduled[idx] = Some(d);
                     }
                 }
-                for (reply, _) in batch.replies {
-                    let _ = reply.send(Err(MonitorError::Store(e.to_string())));
+                if let Some(t) = batch.targets_before {
+                    self.targets = t;
                 }
-                for (reply, _) in batch.record_replies {
-                    let _ = reply.send(Err(MonitorError::Store(e.to_string())));
+                if let Some(c) = batch.control_before {
+                    self.control = c;
+                }
+                if let Some(m) = memory_before {
+                    self.memory = m;
+                }
+                let err = || MonitorError::Store(e.to_string());
+                for (reply, _) in batch.replies {
+                    let _ = reply.send(Err(err()));
+                }
+                for (reply, _) in batch.records {
+                    let _ = reply.send(Err(err()));
                 }
             }
         }
-    }
-
-    async fn write(&self, batch: &Batch, now: DateTime<Utc>) -> Result<Vec<i64>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let updates: Vec<RuntimeUpdate> = batch
-            .dirty
-            .iter()
-            .map(|&idx| RuntimeUpdate {
-                id: self.catalog.checks[idx].id,
-                runtime: &self.runtimes[idx],
-                ping_count: self.ping_counts[idx],
-            })
-            .collect();
-        store::write_runtimes(&mut tx, &updates, now).await?;
-        store::write_pings(&mut tx, &batch.pings).await?;
-        let ids = store::insert_events(&mut tx, &batch.events, now).await?;
-        if let Some(planner) = &self.hooks.planner {
-            let with_ids: Vec<(i64, NewEvent)> = ids
-                .iter()
-                .copied()
-                .zip(batch.events.iter().cloned())
-                .collect();
-            crate::outbox::enqueue(&mut tx, planner, &with_ids, now).await?;
-        }
-        tx.commit().await?;
-        Ok(ids)
     }
 
     fn ack(&self, idx: usize) -> Ack {
@@ -539,100 +773,35 @@ impl Task {
             next_deadline: rt.next_deadline(),
         }
     }
-}
 
-fn to_new_event(spec: &CheckSpec, e: crate::state::Event) -> NewEvent {
-    match e.change {
-        Change::State { from, to, down_for } => NewEvent {
-            at: e.at,
-            check: Some(spec.name.clone()),
-            kind: "state",
-            from_state: Some(from),
-            to_state: Some(to),
-            color: spec.color().map(|c| c.to_string()),
-            reason: e.reason,
-            down_for,
-            ..Default::default()
-        },
-        Change::Instance {
-            instance,
-            change,
-            color,
-        } => NewEvent {
-            at: e.at,
-            check: Some(spec.name.clone()),
-            kind: "instance",
-            instance: Some(instance),
-            color: color.or(spec.color()).map(|c| c.to_string()),
-            reason: e.reason,
-            data: Some(serde_json::json!({ "change": change.as_str() })),
-            ..Default::default()
-        },
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: self.version,
+            started: self.deps.started,
+            observers: self
+                .observers
+                .iter()
+                .map(|&idx| ObserverCheck {
+                    idx,
+                    runtime: self.runtimes[idx].clone(),
+                })
+                .collect(),
+            targets: self.targets.clone(),
+            control: self.control.clone(),
+            silences: self.silences.clone(),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.version += 1;
+        let snapshot = Arc::new(self.snapshot());
+        if let Some(p) = &self.published {
+            p.send_replace(snapshot);
+        }
     }
 }
 
-/// The daily log's line for an event, in the spirit of the original script.
-pub fn log_line(e: &NewEvent) -> Option<String> {
-    if let Some(line) = crate::control::events::log_line(e) {
-        return Some(line);
-    }
-    let check = e.check.as_deref().unwrap_or("-");
-    Some(match (e.kind, e.from_state, e.to_state) {
-        ("state", _, Some(State::Down)) => crate::logfile::alert_line(check, "DOWN", &e.reason),
-        ("state", Some(State::Down), Some(State::Up)) => {
-            crate::logfile::recovered_line(check, e.down_for.unwrap_or_default())
-        }
-        ("state", _, Some(State::Late)) => format!("WARNING: {check} LATE: {}", e.reason),
-        ("state", Some(from), Some(to)) => {
-            format!("INFO: {check} {} -> {}: {}", from, to, e.reason)
-        }
-        ("instance", _, _) => {
-            let change = e
-                .data
-                .as_ref()
-                .and_then(|d| d.get("change"))
-                .and_then(|c| c.as_str())
-                .unwrap_or("changed");
-            let instance = e.instance.as_deref().unwrap_or("-");
-            let level = match change {
-                "missing" => "ALERT",
-                "failing" => "WARNING",
-                _ => "INFO",
-            };
-            format!(
-                "{level}: {check} instance {instance} {change}: {}",
-                e.reason
-            )
-        }
-        ("line", _, _) => e.reason.clone(),
-        (kind, _, _) => format!("{}: {check}: {}", kind.to_ascii_uppercase(), e.reason),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_lines_follow_the_contract() {
-        let down = NewEvent {
-            check: Some("blue".into()),
-            kind: "state",
-            from_state: Some(State::Late),
-            to_state: Some(State::Down),
-            reason: "no heartbeat for 12s (period 5s, grace 5s)".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            log_line(&down).unwrap(),
-            "ALERT: blue DOWN: no heartbeat for 12s (period 5s, grace 5s)"
-        );
-        let up = NewEvent {
-            from_state: Some(State::Down),
-            to_state: Some(State::Up),
-            down_for: Some(std::time::Duration::from_secs(90)),
-            ..down
-        };
-        assert_eq!(log_line(&up).unwrap(), "RECOVERED: blue UP after 1m30s");
-    }
+/// The live color named in messages: the live file, read once per batch.
+fn read_live_color(path: &std::path::Path) -> Option<bgw_wire::Color> {
+    crate::proxy::read_live(path).color()
 }

@@ -1,24 +1,26 @@
 //! The automatic rollback policy, as a pure function: [`decide`] looks at a
-//! snapshot of the world ([`View`], built by the watchdog from its store) and
+//! snapshot of the world ([`View`], built from the monitor's snapshot) and
 //! an explicit `now`, and says whether to switch back, only say so
 //! (dry-run), refuse (with the reason, to be recorded as an event), or do
 //! nothing. It has no clock, no I/O and no memory: the latch, the cooldown
-//! and the deploys are facts in the view, persisted by [`crate::control`].
+//! and the deploys are facts in the view, kept by [`crate::ledger`].
 //!
 //! The rules, in the order they are applied (the first that refuses wins):
 //! 1. rollback disabled (config or `rollback disable`) → nothing;
 //! 2. the live color is not seen failing by any observer for `fail_after`
 //!    consecutive signals → nothing;
-//! 3. the last toggle made the live color live within `window` → consider a
+//! 3. refuse until every observer has reported since the watchdog started
+//!    or had its own period + grace to do so (right after a start, their
+//!    verdicts may be the watchdog's own silence read back), when a rollback
+//!    or a failover is possible at all;
+//! 4. the last toggle made the live color live within `window` → consider a
 //!    rollback to the previous color; otherwise, only with `failover`,
 //!    consider switching to the idle color; otherwise → nothing (the failure
 //!    is an alert, not a rollback);
-//! 4. refuse when the toggle being undone was itself automatic (never flip
+//! 5. refuse when the toggle being undone was itself automatic (never flip
 //!    back and forth), or there is no previous color;
-//! 5. refuse while latched after an automatic switch (until `rollback rearm`
+//! 6. refuse while latched after an automatic switch (until `rollback rearm`
 //!    or a manual toggle);
-//! 6. refuse until the watchdog has heard from every observer since it
-//!    started (their silence is not yet a signal);
 //! 7. refuse unless at least `quorum` distinct observers see it failing
 //!    (all agents of a color count as one; `Unknown` never counts);
 //! 8. refuse within `cooldown` of the last automatic switch;

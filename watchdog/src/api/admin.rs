@@ -2,8 +2,11 @@
 
 use super::error::ApiError;
 use super::{Admin, AppState};
+use crate::alerting::Silence;
+use crate::event::{Event, EventKind};
+use crate::monitor::Record;
 use crate::state::Signal;
-use crate::store::{self, Since};
+use crate::store::{SilenceChange, Since};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -12,10 +15,7 @@ use serde_json::json;
 use std::time::Duration;
 
 pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
-    let store_ok = sqlx::query_scalar::<_, i64>("SELECT 1")
-        .fetch_one(&app.pool)
-        .await
-        .is_ok();
+    let store_ok = app.store.ping().await;
     let scheduler_ok = app.monitor.alive(Duration::from_secs(2)).await;
     let ok = store_ok && scheduler_ok;
     let channels: serde_json::Map<String, serde_json::Value> = app
@@ -52,8 +52,8 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let age = match crate::outbox::oldest_pending(&app.pool).await {
-        Ok(Some(t)) => (chrono::Utc::now() - t).num_milliseconds().max(0),
+    let age = match app.store.oldest_pending().await {
+        Ok(Some(t)) => (app.clock.now() - t).num_milliseconds().max(0),
         _ => 0,
     };
     app.metrics
@@ -69,7 +69,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn list_checks(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    let checks = store::list_checks(&app.pool).await?;
+    let checks = app.store.list_checks().await?;
     Ok(Json(json!({ "checks": checks })))
 }
 
@@ -77,10 +77,12 @@ pub async fn get_check(
     Admin(app): Admin,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let check = store::get_check(&app.pool, &name)
+    let check = app
+        .store
+        .get_check(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown check {name:?}")))?;
-    let pings = store::recent_pings(&app.pool, check.id, 20).await?;
+    let pings = app.store.recent_pings(check.id, 20).await?;
     let mut value = serde_json::to_value(&check).expect("check serializes");
     value["recent_pings"] = json!(pings);
     Ok(Json(value))
@@ -148,7 +150,7 @@ pub async fn events(
         },
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let events = store::events(&app.pool, since, q.check.as_deref(), limit).await?;
+    let events = app.store.events(since, q.check.as_deref(), limit).await?;
     let next = events.last().map(|e| e.id);
     Ok(Json(json!({ "events": events, "next": next })))
 }
@@ -176,25 +178,29 @@ pub async fn notifications(
             )));
         }
     }
-    let rows = crate::outbox::list(
-        &app.pool,
-        q.state.as_deref(),
-        q.limit.unwrap_or(100).clamp(1, 10_000),
-    )
-    .await
-    .map_err(|e| ApiError::internal("the outbox could not be read", e))?;
+    let rows = app
+        .store
+        .notifications(q.state.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await
+        .map_err(|e| ApiError::internal("the outbox could not be read", e))?;
     Ok(Json(json!({ "notifications": rows })))
 }
 
 /// `GET /api/v1/targets`: what the checker and the prober see.
 pub async fn targets(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "targets": app.observers.snapshot().await })))
+    Ok(Json(json!({ "targets": app.monitor.snapshot().targets })))
 }
 
 pub async fn silences(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    let rows = crate::outbox::active_silences(&app.pool)
-        .await
-        .map_err(|e| ApiError::internal("silences could not be read", e))?;
+    let now = app.clock.now();
+    let rows: Vec<_> = app
+        .monitor
+        .snapshot()
+        .silences
+        .iter()
+        .filter(|s| s.until > now)
+        .cloned()
+        .collect();
     Ok(Json(json!({ "silences": rows })))
 }
 
@@ -215,11 +221,7 @@ pub async fn add_silence(
     let known = app.monitor.catalog.by_name(&s.target).is_some()
         || s.target.parse::<bgw_wire::Color>().is_ok()
         || s.target.contains(':')
-        || [
-            crate::control::events::ROLLBACK,
-            crate::control::events::PROXY,
-        ]
-        .contains(&s.target.as_str());
+        || [crate::event::ROLLBACK, crate::event::PROXY].contains(&s.target.as_str());
     if !known {
         return Err(ApiError::not_found(format!(
             "unknown silence target {:?}: use a check name, a color, observer:target, rollback or proxy",
@@ -234,25 +236,33 @@ pub async fn add_silence(
     if s.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a silence needs a reason"));
     }
-    let until = chrono::Utc::now() + s.duration.0;
-    let id = crate::outbox::add_silence(&app.pool, &s.target, until, s.reason.trim())
-        .await
-        .map_err(|e| ApiError::internal("the silence could not be stored", e))?;
-    let event = store::NewEvent {
-        at: chrono::Utc::now(),
-        check: Some(s.target.clone()),
-        kind: "silence",
-        reason: format!(
-            "silenced until {} ({})",
-            until.format("%Y-%m-%d %H:%M:%SZ"),
-            s.reason.trim()
-        ),
-        ..Default::default()
+    let now = app.clock.now();
+    let until = now + s.duration.0;
+    let reason = s.reason.trim().to_string();
+    let record = Record {
+        events: vec![Event::new(
+            now,
+            EventKind::Silence {
+                target: s.target.clone(),
+                reason: format!(
+                    "silenced until {} ({reason})",
+                    until.format("%Y-%m-%d %H:%M:%SZ")
+                ),
+            },
+        )],
+        silences: vec![SilenceChange::Add(Silence {
+            id: 0,
+            target: s.target.clone(),
+            until,
+            reason,
+            created_at: now,
+        })],
+        ..Record::default()
     };
-    app.monitor.record(vec![event]).await?;
+    let ids = app.monitor.record(record).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "target": s.target, "until": until })),
+        Json(json!({ "id": ids.silences[0], "target": s.target, "until": until })),
     ))
 }
 
@@ -260,11 +270,20 @@ pub async fn end_silence(
     Admin(app): Admin,
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let ended = crate::outbox::end_silence(&app.pool, id)
-        .await
-        .map_err(|e| ApiError::internal("the silence could not be ended", e))?;
-    if !ended {
+    let now = app.clock.now();
+    if !app
+        .monitor
+        .snapshot()
+        .silences
+        .iter()
+        .any(|s| s.id == id && s.until > now)
+    {
         return Err(ApiError::not_found(format!("no active silence #{id}")));
     }
+    let record = Record {
+        silences: vec![SilenceChange::End(id)],
+        ..Record::default()
+    };
+    app.monitor.record(record).await?;
     Ok(Json(json!({ "id": id, "ended": true })))
 }

@@ -10,33 +10,28 @@
 
 use super::error::ApiError;
 use super::{Admin, AppState};
-use crate::control::{self, events, DeployError, SwitchAndRecordError};
+use crate::control::{self, DeployError, SwitchAndRecordError, Trigger};
 use crate::proxy::LiveState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use bgw_wire::{format_duration, Color};
-use chrono::Utc;
 use serde_json::{json, Value};
-
-async fn record(app: &AppState, event: crate::store::NewEvent) -> Result<(), ApiError> {
-    app.monitor.record(vec![event]).await?;
-    Ok(())
-}
 
 /// The live color as the API shows it: `{"live", "idle", "since"}`, and
 /// `"error"` when the live file is missing or does not hold a color
 /// (`live` and `idle` are then `null`).
-async fn live_value(app: &AppState) -> Value {
+fn live_value(app: &AppState) -> Value {
     match app.switcher.live() {
         LiveState::Live(c) => {
-            let since = match control::last_toggle(&app.pool).await {
-                Ok(t) => t.filter(|t| t.to == c).map(|t| t.at),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the last toggle");
-                    None
-                }
-            };
+            let since = app
+                .monitor
+                .snapshot()
+                .control
+                .last_toggle
+                .as_ref()
+                .filter(|t| t.to == c)
+                .map(|t| t.at);
             json!({ "live": c, "idle": c.other(), "since": since })
         }
         LiveState::Missing => json!({
@@ -53,7 +48,7 @@ async fn live_value(app: &AppState) -> Value {
 /// `GET /api/v1/live` (no auth): always `200`; an undefined live color is
 /// `{"live": null, ..., "error": "..."}` (`bgw-watchdog live` exits 1 on it).
 pub async fn live(State(app): State<AppState>) -> impl IntoResponse {
-    Json(live_value(&app).await)
+    Json(live_value(&app))
 }
 
 #[derive(serde::Deserialize)]
@@ -94,39 +89,27 @@ pub async fn toggle(
         .chars()
         .take(500)
         .collect::<String>();
-    let result = control::switch_and_record(&app.switcher, &app.pool, to, &why, false).await;
-    app.control.toggled.notify_one();
-    let now = Utc::now();
+    let result = control::switch_and_record(
+        &app.switcher,
+        &app.monitor,
+        app.clock.now(),
+        to,
+        Trigger::Manual { why },
+    )
+    .await;
     match result {
         Ok(report) => {
-            let took = report.total.as_millis() as u64;
-            record(
-                &app,
-                events::toggle(now, report.from, to, false, &why, took),
-            )
-            .await?;
-            let mut value = live_value(&app).await;
+            let mut value = live_value(&app);
             value["from"] = json!(report.from);
             value["to"] = json!(to);
-            value["took_ms"] = json!(took);
+            value["took_ms"] = json!(report.total.as_millis() as u64);
             Ok(Json(value))
         }
-        Err(SwitchAndRecordError::Switch(e)) => {
-            let message = e.to_string();
-            record(
-                &app,
-                events::switch_failed(now, from.color(), to, false, &message),
-            )
-            .await?;
-            Err(ApiError::conflict(message))
-        }
-        Err(SwitchAndRecordError::Store(e)) => {
-            record(&app, events::toggle(now, from.color(), to, false, &why, 0)).await?;
-            Err(ApiError::internal(
-                "switched, but the toggle could not be stored",
-                e,
-            ))
-        }
+        Err(SwitchAndRecordError::Switch(e)) => Err(ApiError::conflict(e.to_string())),
+        Err(SwitchAndRecordError::Store(e)) => Err(ApiError::internal(
+            "switched, but the toggle could not be stored",
+            e,
+        )),
     }
 }
 
@@ -144,58 +127,21 @@ pub async fn deploy(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let b: DeployBody = super::parse_body(&body?)?;
-    let result = control::deploy_guarded(&app.switcher, &app.pool, b.color, &b.image).await;
-    let now = Utc::now();
+    let result = control::deploy_guarded(
+        &app.switcher,
+        &app.monitor,
+        app.clock.now(),
+        b.color,
+        &b.image,
+    )
+    .await?;
     match result {
-        Ok(report) => {
-            record(
-                &app,
-                events::deploy(
-                    now,
-                    "deploy",
-                    b.color,
-                    format!(
-                        "{} to {}: {}",
-                        report.image,
-                        b.color,
-                        report.outcome.summary()
-                    ),
-                ),
-            )
-            .await?;
-            Ok(Json(json!({
-                "color": b.color, "image": report.image, "ok": true,
-                "output": report.outcome.output,
-            })))
-        }
-        Err(DeployError::Store(e)) => Err(ApiError::internal("the deploy could not be stored", e)),
-        Err(e @ DeployError::BadImage(_)) => {
-            let message = e.to_string();
-            record(
-                &app,
-                events::deploy(now, "deploy_refused", b.color, message.clone()),
-            )
-            .await?;
-            Err(ApiError::bad_request(message))
-        }
-        Err(e @ DeployError::Failed { .. }) => {
-            let message = e.to_string();
-            record(
-                &app,
-                events::deploy(now, "deploy_failed", b.color, message.clone()),
-            )
-            .await?;
-            Err(ApiError::conflict(message))
-        }
-        Err(e) => {
-            let message = e.to_string();
-            record(
-                &app,
-                events::deploy(now, "deploy_refused", b.color, message.clone()),
-            )
-            .await?;
-            Err(ApiError::conflict(message))
-        }
+        Ok(report) => Ok(Json(json!({
+            "color": b.color, "image": report.image, "ok": true,
+            "output": report.outcome.output,
+        }))),
+        Err(e @ DeployError::BadImage(_)) => Err(ApiError::bad_request(e.to_string())),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }
 
@@ -215,47 +161,25 @@ pub async fn scale(
     if b.n > 10_000 {
         return Err(ApiError::bad_request("n must be between 0 and 10000"));
     }
-    let result = control::scale(app.switcher.settings(), b.color, b.n).await;
-    let now = Utc::now();
+    let (result, record) =
+        control::scale(app.switcher.settings(), app.clock.now(), b.color, b.n).await;
+    app.monitor.record(record).await?;
     match result {
-        Ok(outcome) => {
-            record(
-                &app,
-                events::scale(
-                    now,
-                    "scale",
-                    b.color,
-                    format!("{} to {}: {}", b.color, b.n, outcome.summary()),
-                ),
-            )
-            .await?;
-            Ok(Json(json!({
-                "color": b.color, "n": b.n, "ok": true, "output": outcome.output,
-            })))
-        }
-        Err(e) => {
-            let message = e.to_string();
-            record(
-                &app,
-                events::scale(now, "scale_failed", b.color, message.clone()),
-            )
-            .await?;
-            Err(ApiError::conflict(message))
-        }
+        Ok(outcome) => Ok(Json(json!({
+            "color": b.color, "n": b.n, "ok": true, "output": outcome.output,
+        }))),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
     }
 }
 
 /// The rollback's state for `GET /api/v1/rollback` and the operator actions.
-async fn rollback_value(app: &AppState) -> Result<Value, ApiError> {
-    let state = control::rollback_state(&app.pool)
-        .await
-        .map_err(|e| ApiError::internal("the rollback state could not be read", e))?;
-    let last = control::last_toggle(&app.pool)
-        .await
-        .map_err(|e| ApiError::internal("the last toggle could not be read", e))?;
+fn rollback_value(app: &AppState) -> Value {
+    let snapshot = app.monitor.snapshot();
+    let state = &snapshot.control.rollback;
+    let last = &snapshot.control.last_toggle;
     let s = &app.rollback;
-    let now = Utc::now();
-    let remaining = |since: chrono::DateTime<Utc>, total: std::time::Duration| {
+    let now = app.clock.now();
+    let remaining = |since: chrono::DateTime<chrono::Utc>, total: std::time::Duration| {
         let elapsed = (now - since).to_std().unwrap_or_default();
         total
             .checked_sub(elapsed)
@@ -269,7 +193,7 @@ async fn rollback_value(app: &AppState) -> Result<Value, ApiError> {
     } else {
         "armed"
     };
-    Ok(json!({
+    json!({
         "state": status,
         "disabled_by": if !s.enabled { Some("config (rollback.enabled = false)") }
                        else if state.disabled { Some("operator (bgw-watchdog rollback disable)") }
@@ -286,48 +210,28 @@ async fn rollback_value(app: &AppState) -> Result<Value, ApiError> {
         "window_remaining": last.as_ref().and_then(|t| remaining(t.at, s.window.0)),
         "last_automatic_at": state.last_automatic_at,
         "cooldown_remaining": state.last_automatic_at.and_then(|t| remaining(t, s.cooldown.0)),
-        "last_decision": app.control.last(),
-    }))
+        "last_decision": app.last_decision.lock().expect("last decision lock").clone(),
+    })
 }
 
 /// `GET /api/v1/rollback`: armed / latched / disabled, the last toggle, the
 /// time left in its window and in the cooldown, and the last decision.
 pub async fn rollback_status(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(rollback_value(&app).await?))
+    Ok(Json(rollback_value(&app)))
 }
 
 /// `POST /api/v1/rollback/rearm`: releases the latch and undoes `disable`.
 pub async fn rearm(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    control::rearm(&app.pool)
-        .await
-        .map_err(|e| ApiError::internal("the rollback could not be re-armed", e))?;
-    record(
-        &app,
-        events::operator(
-            Utc::now(),
-            "rollback_rearm",
-            "automatic rollback re-armed by an operator",
-        ),
-    )
-    .await?;
-    app.control.wake.notify_one();
-    Ok(Json(rollback_value(&app).await?))
+    app.monitor
+        .record(control::arm_record(app.clock.now(), true))
+        .await?;
+    Ok(Json(rollback_value(&app)))
 }
 
 /// `POST /api/v1/rollback/disable`: no automatic switch until `rearm`.
 pub async fn disable(Admin(app): Admin) -> Result<impl IntoResponse, ApiError> {
-    control::disable(&app.pool)
-        .await
-        .map_err(|e| ApiError::internal("the rollback could not be disabled", e))?;
-    record(
-        &app,
-        events::operator(
-            Utc::now(),
-            "rollback_disable",
-            "automatic rollback disabled by an operator (until `rollback rearm`)",
-        ),
-    )
-    .await?;
-    app.control.wake.notify_one();
-    Ok(Json(rollback_value(&app).await?))
+    app.monitor
+        .record(control::arm_record(app.clock.now(), false))
+        .await?;
+    Ok(Json(rollback_value(&app)))
 }

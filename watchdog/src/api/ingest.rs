@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::config::CheckKind;
+use crate::check::CheckKind;
 use crate::monitor::PingInfo;
 use crate::state::Signal;
 use axum::body::Bytes;
@@ -102,7 +102,6 @@ pub async fn heartbeat(
             seq: hb.seq,
         };
         let ack = app.monitor.signal(idx, signal, Some(ping)).await?;
-        app.control.wake.notify_one();
         app.metrics.heartbeats.fetch_add(1, Relaxed);
         Ok(accepted(ack))
     }
@@ -171,10 +170,8 @@ pub async fn report(
             instance: None,
             detail: Some(truncate(summary)),
         };
-        let ack = app.monitor.signal(idx, Signal::Success, Some(ping)).await?;
+        let ack = app.monitor.report(idx, report, ping).await?;
         app.metrics.reports.fetch_add(1, Relaxed);
-        app.observers.ingest(&app.monitor, &report).await?;
-        app.control.wake.notify_one();
         Ok(accepted(ack))
     }
     .await;

@@ -1,7 +1,6 @@
 //! `GET /`: a read-only status page, plain HTML that refreshes itself.
 
 use super::AppState;
-use crate::store;
 use axum::extract::State;
 use axum::response::Html;
 
@@ -13,7 +12,7 @@ fn escape(s: &str) -> String {
 }
 
 pub async fn status_page(State(app): State<AppState>) -> Html<String> {
-    let checks = store::list_checks(&app.pool).await.unwrap_or_default();
+    let checks = app.store.list_checks().await.unwrap_or_default();
     let mut rows = String::new();
     for c in &checks {
         rows.push_str(&format!(

@@ -1,39 +1,39 @@
-//! The rollback watcher: the task in `run()` that turns what the watchdog
-//! knows (service checks fed by the agents, the checker's and the prober's
-//! target states) into the policy's observer verdicts, runs
-//! [`super::evaluate_rollback`] when it may matter, and records what it
-//! decided as events (a log line and a notification each).
+//! The rollback watcher: the task that turns what the watchdog knows (the
+//! monitor's snapshot: service checks fed by the agents, the checker's and
+//! the prober's target states, the control ledger) into the policy's
+//! observer verdicts, runs [`super::evaluate_rollback`] when it may matter,
+//! and records what it decided as events (a log line and a notification
+//! each).
 //!
 //! When it works: only while a rollback is possible, i.e. a toggle less than
-//! `window` ago, or always with `failover = true`. Then it evaluates as soon
-//! as a signal arrives (heartbeats and reports wake it, and so does every
-//! committed event such as a missed deadline), plus a 250 ms tick inside the
-//! window so a decision never waits for the next signal. Otherwise it sleeps
-//! until the next toggle: no work at all when no toggle is recent.
+//! `window` ago, or always with `failover = true`. Then it evaluates at every
+//! new snapshot (each commit that touched an observer, a target or the
+//! ledger), plus a 250 ms tick inside the window so a decision never waits
+//! for the next signal. Otherwise it sleeps until the next snapshot with a
+//! toggle: no work at all when no toggle is recent.
 //!
-//! Recording: a rollback, a failed automatic switch, a dry-run (once per
-//! episode) and a refusal when its rule changes, not at every evaluation. A
-//! `quorum` refusal is only recorded once it has held for a while (the
-//! longest period of the observers involved, at least 1 s): one observer
-//! seeing the failure a round before the others is not a decision.
+//! Recording: a refusal when its rule changes and a dry-run once per
+//! episode, not at every evaluation (a rollback or a failed automatic switch
+//! is recorded with the switch itself). A `quorum` refusal is only recorded
+//! once it has held for a while (the longest period of the observers
+//! involved, at least 1 s): one observer seeing the failure a round before
+//! the others is not a decision.
 //!
 //! [`observations`] is pure and unit-tested; [`Watcher::run`] is the edge.
 
-use super::{evaluate_rollback, events, Evaluation, Observations, SwitchAndRecordError};
-use crate::config::{CheckKind, CheckSpec};
-use crate::monitor::Monitor;
-use crate::observers::Observers;
+use super::{evaluate_rollback, Evaluation, Observations};
+use crate::check::{CheckKind, CheckSpec};
+use crate::clock::Clock;
+use crate::event::{Event, EventKind};
+use crate::monitor::{Monitor, Record, Snapshot};
 use crate::proxy::Switcher;
 use crate::reports::TargetState;
 use crate::rollback::{Decision, ObserverVerdict, RollbackSettings, Rule, Verdict};
-use crate::schedule::Cadence;
-use crate::store::{self, CheckRow};
-use bgw_wire::{format_duration, Color, Target};
+use crate::state::{Runtime, State};
+use bgw_wire::{format_duration, Color, HeartbeatStatus, Target};
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// How often the watcher re-evaluates inside a window without a signal.
 pub const WINDOW_TICK: Duration = Duration::from_millis(250);
@@ -47,24 +47,7 @@ const MIN_GAP_FAILOVER: Duration = Duration::from_millis(250);
 /// Timeout of the direct health probe of the rollback target.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the API and the watcher share.
-#[derive(Default)]
-pub struct Shared {
-    /// A heartbeat or report arrived, or an operator changed the rollback state.
-    pub wake: Notify,
-    /// A switch was made (the watcher reloads the last toggle).
-    pub toggled: Notify,
-    /// The last evaluation, for `GET /api/v1/rollback`.
-    pub last: std::sync::Mutex<Option<LastDecision>>,
-}
-
-impl Shared {
-    pub fn last(&self) -> Option<LastDecision> {
-        self.last.lock().expect("last decision lock").clone()
-    }
-}
-
-/// The last evaluation of the policy.
+/// The last evaluation of the policy, for `GET /api/v1/rollback`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LastDecision {
     pub at: DateTime<Utc>,
@@ -73,12 +56,8 @@ pub struct LastDecision {
     pub heard_from_all: bool,
 }
 
-fn period_of(spec: &CheckSpec) -> Duration {
-    match &spec.cadence {
-        Cadence::Period(p) => *p,
-        _ => spec.grace.max(Duration::from_secs(1)),
-    }
-}
+/// Shared with the API: the last decision.
+pub type Last = Arc<Mutex<Option<LastDecision>>>;
 
 fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
     (now - then).to_std().unwrap_or(Duration::ZERO)
@@ -89,7 +68,8 @@ fn secs(d: Duration) -> String {
 }
 
 /// The observers' verdicts on the `live` color, and whether every expected
-/// observer has been heard from since `started` (or `startup_grace` passed).
+/// observer has been heard from since `started` (or has had its own period
+/// + grace since then to be heard: after that, its silence is its own).
 ///
 /// - `agents:<live>`: the service checks of the live color, as ONE observer.
 ///   Down with failing instances → failing, counting their `fail`
@@ -102,31 +82,24 @@ fn secs(d: Duration) -> String {
 ///   its last result older than 3 periods) is unknown, never failing.
 pub fn observations(
     live: Color,
-    specs: &[CheckSpec],
-    rows: &[CheckRow],
+    checks: &[(&CheckSpec, &Runtime)],
     targets: &[TargetState],
     started: DateTime<Utc>,
-    startup_grace: Duration,
     now: DateTime<Utc>,
 ) -> Observations {
-    let row = |name: &str| rows.iter().find(|r| r.name == name);
+    let check = |name: &str| checks.iter().find(|(s, _)| s.name == name).map(|(_, r)| *r);
     let mut observers = Vec::new();
 
     // The agents of the live color: one observer.
     let mut agents: Option<Verdict> = None;
-    for spec in specs {
+    for (spec, rt) in checks {
         let CheckKind::Service { color: Some(c), .. } = spec.kind else {
             continue;
         };
         if c != live {
             continue;
         }
-        let verdict = match row(&spec.name) {
-            None => Verdict::Unknown {
-                reason: "not stored yet".into(),
-            },
-            Some(r) => service_verdict(spec, r, now),
-        };
+        let verdict = service_verdict(spec, rt, now);
         agents = Some(match (agents, verdict) {
             (None, v) => v,
             (
@@ -169,22 +142,19 @@ pub fn observations(
         .iter()
         .filter(|s| matches!(s.target, Target::LiveProxy | Target::Public))
     {
-        let Some(spec) = specs
+        let Some((spec, rt)) = checks
             .iter()
-            .find(|c| c.name == s.observer && c.kind == CheckKind::Reporter)
+            .find(|(c, _)| c.name == s.observer && c.kind == CheckKind::Reporter)
         else {
             continue; // an observer no longer configured
         };
-        let period = period_of(spec);
+        let period = spec.period();
         let stale_after = (period * 3).max(period + spec.grace);
-        let verdict = match row(&spec.name).map(|r| r.state.as_str()) {
-            Some("late" | "down") => Verdict::Unknown {
-                reason: format!(
-                    "silent: {}",
-                    row(&spec.name).map_or("", |r| r.reason.as_str())
-                ),
+        let verdict = match rt.state {
+            State::Late | State::Down => Verdict::Unknown {
+                reason: format!("silent: {}", rt.reason),
             },
-            Some("paused") => Verdict::Unknown {
+            State::Paused => Verdict::Unknown {
                 reason: "paused".into(),
             },
             _ if ago(now, s.last_at) > stale_after => Verdict::Unknown {
@@ -214,20 +184,20 @@ pub fn observations(
         });
     }
 
-    let heard = |name: &str| {
-        row(name)
+    let settled = |spec: &CheckSpec| {
+        check(&spec.name)
             .and_then(|r| r.last_signal)
             .is_some_and(|t| t >= started)
+            || ago(now, started) >= spec.period() + spec.grace
     };
-    let heard_from_all = ago(now, started) >= startup_grace
-        || specs
-            .iter()
-            .filter(|s| match s.kind {
-                CheckKind::Reporter => true,
-                CheckKind::Service { color, .. } => color == Some(live),
-                CheckKind::Heartbeat { .. } => false,
-            })
-            .all(|s| heard(&s.name));
+    let heard_from_all = checks
+        .iter()
+        .filter(|(s, _)| match s.kind {
+            CheckKind::Reporter => true,
+            CheckKind::Service { color, .. } => color == Some(live),
+            CheckKind::Heartbeat { .. } => false,
+        })
+        .all(|(s, _)| settled(s));
     Observations {
         observers,
         watchdog_started: started,
@@ -235,28 +205,31 @@ pub fn observations(
     }
 }
 
-fn service_verdict(spec: &CheckSpec, r: &CheckRow, now: DateTime<Utc>) -> Verdict {
-    match r.state.as_str() {
-        "up" => Verdict::Healthy,
-        "down" => {
-            let failing: Vec<_> = r.instances.iter().filter(|i| i.status == "fail").collect();
-            if let Some(worst) = failing.iter().max_by_key(|i| i.consecutive_failures) {
+fn service_verdict(spec: &CheckSpec, rt: &Runtime, now: DateTime<Utc>) -> Verdict {
+    match rt.state {
+        State::Up => Verdict::Healthy,
+        State::Down => {
+            let worst = rt
+                .instances
+                .values()
+                .filter(|i| i.status == HeartbeatStatus::Fail)
+                .max_by_key(|i| i.consecutive_fails);
+            if let Some(worst) = worst {
                 Verdict::Failing {
-                    consecutive: worst.consecutive_failures.max(1),
+                    consecutive: worst.consecutive_fails.max(1),
                     reason: worst.detail.clone().unwrap_or_else(|| "failing".into()),
                 }
             } else {
                 // Silence is the dead-man signal: one vote per period missed.
-                let silent = r.last_signal.map_or(Duration::ZERO, |t| ago(now, t));
-                let period = period_of(spec);
-                let missed = (silent.as_millis() / period.as_millis().max(1)) as u32;
+                let silent = rt.last_signal.map_or(Duration::ZERO, |t| ago(now, t));
+                let missed = (silent.as_millis() / spec.period().as_millis().max(1)) as u32;
                 Verdict::Failing {
                     consecutive: missed.max(1),
                     reason: format!("no heartbeat for {}", secs(silent)),
                 }
             }
         }
-        "late" => Verdict::Unknown {
+        State::Late => Verdict::Unknown {
             reason: "heartbeats late".into(),
         },
         other => Verdict::Unknown {
@@ -272,100 +245,76 @@ enum Recorded {
     DryRun(Color),
 }
 
+/// What the watcher remembers between evaluations.
+#[derive(Debug, Default)]
+struct Memory {
+    recorded: Option<Recorded>,
+    quorum_since: Option<DateTime<Utc>>,
+}
+
 /// The watcher task's parts.
 pub struct Watcher {
     pub switcher: Switcher,
-    pub pool: SqlitePool,
     pub monitor: Monitor,
-    pub observers: Arc<Observers>,
     pub settings: RollbackSettings,
-    pub startup_grace: Duration,
-    pub started: DateTime<Utc>,
-    pub shared: Arc<Shared>,
-    /// Bumped by the monitor after each commit that recorded events.
-    pub committed: watch::Receiver<u64>,
-    pub stopped: watch::Receiver<bool>,
-}
-
-struct Memory {
-    recorded: Option<Recorded>,
-    quorum_since: Option<Instant>,
+    pub clock: Clock,
+    pub last: Last,
+    pub stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watcher {
-    /// The checks that can be observers: colored services and reporters
-    /// (not the heartbeat jobs, which may be many).
-    fn specs(&self) -> Vec<CheckSpec> {
-        self.monitor
-            .catalog
-            .checks
+    /// The observers' checks, as the snapshot holds them.
+    fn checks<'a>(&'a self, snapshot: &'a Snapshot) -> Vec<(&'a CheckSpec, &'a Runtime)> {
+        snapshot
+            .observers
             .iter()
-            .filter(|e| match e.spec.kind {
-                CheckKind::Service { color, .. } => color.is_some(),
-                CheckKind::Reporter => true,
-                CheckKind::Heartbeat { .. } => false,
-            })
-            .map(|e| e.spec.clone())
+            .map(|o| (&self.monitor.catalog.checks[o.idx].spec, &o.runtime))
             .collect()
     }
 
     /// How long a quorum refusal must hold before it is recorded.
-    fn settle(&self, specs: &[CheckSpec]) -> Duration {
-        specs
+    fn settle(&self) -> Duration {
+        self.monitor
+            .catalog
+            .checks
             .iter()
-            .filter(|s| !matches!(s.kind, CheckKind::Heartbeat { .. }))
-            .map(period_of)
+            .filter(|e| !matches!(e.spec.kind, CheckKind::Heartbeat { .. }))
+            .map(|e| e.spec.period())
             .max()
             .unwrap_or_default()
             .max(Duration::from_secs(1))
     }
 
-    async fn last_toggle_at(&self) -> Option<DateTime<Utc>> {
-        match super::last_toggle(&self.pool).await {
-            Ok(t) => t.map(|t| t.at),
-            Err(e) => {
-                tracing::error!(error = %e, "rollback watcher: cannot read the last toggle");
-                None
-            }
-        }
-    }
-
     /// Runs until `stopped` turns true.
     pub async fn run(mut self) {
-        let specs = self.specs();
-        let settle = self.settle(&specs);
+        let settle = self.settle();
         let window = self.settings.window.0;
-        let mut last_toggle = self.last_toggle_at().await;
-        let mut memory = Memory {
-            recorded: None,
-            quorum_since: None,
-        };
-        let mut committed_open = true;
-        let mut last_eval: Option<Instant> = None;
+        let mut snapshots = self.monitor.subscribe();
+        let mut memory = Memory::default();
+        let mut last_eval: Option<DateTime<Utc>> = None;
         loop {
             if *self.stopped.borrow() {
                 return;
             }
-            let now = Utc::now();
+            let now = self.clock.now();
+            let snapshot = snapshots.borrow_and_update().clone();
+            let last_toggle = snapshot.control.last_toggle.as_ref().map(|t| t.at);
             let in_window = last_toggle.is_some_and(|t| ago(now, t) <= window);
             let active = self.settings.enabled && (self.settings.failover || in_window);
             if active {
                 let gap = if in_window { MIN_GAP } else { MIN_GAP_FAILOVER };
                 if let Some(at) = last_eval {
-                    let since = at.elapsed();
+                    let since = ago(self.clock.now(), at);
                     if since < gap {
-                        tokio::time::sleep(gap - since).await;
+                        self.clock.sleep(gap - since).await;
                     }
                 }
-                last_eval = Some(Instant::now());
-                if let Some(switched) = self.evaluate(&specs, settle, &mut memory).await {
-                    if switched {
-                        last_toggle = self.last_toggle_at().await;
-                    }
-                }
+                let now = self.clock.now();
+                last_eval = Some(now);
+                let snapshot = snapshots.borrow_and_update().clone();
+                self.evaluate(&snapshot, settle, &mut memory, now).await;
             } else {
-                memory.recorded = None;
-                memory.quorum_since = None;
+                memory = Memory::default();
             }
             let tick = if in_window {
                 Some(WINDOW_TICK)
@@ -374,164 +323,126 @@ impl Watcher {
             } else {
                 None
             };
+            let clock = self.clock.clone();
             tokio::select! {
                 _ = self.stopped.changed() => {}
-                _ = self.shared.toggled.notified() => {
-                    last_toggle = self.last_toggle_at().await;
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                 }
-                _ = self.shared.wake.notified(), if active => {}
-                changed = self.committed.changed(), if active && committed_open => {
-                    committed_open = changed.is_ok();
-                }
-                _ = tokio::time::sleep(tick.unwrap_or_default()), if tick.is_some() => {}
+                _ = clock.sleep(tick.unwrap_or_default()), if tick.is_some() => {}
             }
         }
     }
 
-    /// One evaluation; `Some(true)` when it switched.
+    /// One evaluation, recorded when it says something new.
     async fn evaluate(
         &self,
-        specs: &[CheckSpec],
+        snapshot: &Snapshot,
         settle: Duration,
         memory: &mut Memory,
-    ) -> Option<bool> {
-        let now = Utc::now();
-        let live = self.switcher.live().color()?;
-        // Only the observers' checks: a watchdog may hold many other ones.
-        let mut rows = Vec::with_capacity(specs.len());
-        for spec in specs {
-            match store::get_check(&self.pool, &spec.name).await {
-                Ok(Some(row)) => rows.push(row),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "rollback watcher: cannot read the checks");
-                    return None;
-                }
-            }
-        }
-        let targets = self.observers.snapshot().await;
+        now: DateTime<Utc>,
+    ) {
+        let Some(live) = self.switcher.live().color() else {
+            return;
+        };
         let obs = observations(
             live,
-            specs,
-            &rows,
-            &targets,
-            self.started,
-            self.startup_grace,
+            &self.checks(snapshot),
+            &snapshot.targets,
+            snapshot.started,
             now,
         );
-        let e = match evaluate_rollback(
+        let e = evaluate_rollback(
             &self.switcher,
-            &self.pool,
+            &self.monitor,
             &self.settings,
+            &snapshot.control,
             obs,
             PROBE_TIMEOUT,
             now,
         )
-        .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "rollback watcher: evaluation failed");
-                return None;
-            }
-        };
-        *self.shared.last.lock().expect("last decision lock") = Some(LastDecision {
+        .await;
+        *self.last.lock().expect("last decision lock") = Some(LastDecision {
             at: now,
             decision: e.decision.clone(),
             observers: e.view.observers.clone(),
             heard_from_all: e.view.heard_from_all,
         });
-        Some(self.record(live, e, settle, memory).await)
+        if let Some(event) = decision_event(live, e, settle, memory, now) {
+            if let Err(err) = self.monitor.record(Record::event(event)).await {
+                tracing::error!(error = %err, "rollback watcher: cannot record the decision");
+            }
+        }
     }
+}
 
-    /// Records what the evaluation decided; `true` when it switched.
-    async fn record(
-        &self,
-        live: Color,
-        e: Evaluation,
-        settle: Duration,
-        memory: &mut Memory,
-    ) -> bool {
-        let now = Utc::now();
-        if !matches!(
-            e.decision,
-            Decision::Refuse {
-                rule: Rule::Quorum,
-                ..
-            }
-        ) {
-            memory.quorum_since = None;
+/// The event to record for an evaluation, if it says something new. A
+/// switch (or a failed one) was recorded with the switch itself.
+fn decision_event(
+    live: Color,
+    e: Evaluation,
+    settle: Duration,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> Option<Event> {
+    if !matches!(
+        e.decision,
+        Decision::Refuse {
+            rule: Rule::Quorum,
+            ..
         }
-        let (event, switched) = match (&e.decision, e.switched) {
-            (Decision::Nothing, _) => {
-                memory.recorded = None;
-                return false;
+    ) {
+        memory.quorum_since = None;
+    }
+    match &e.decision {
+        Decision::Nothing | Decision::Switch { .. } => {
+            memory.recorded = None;
+            if let Some(Err(err)) = &e.switched {
+                tracing::error!(error = %err, "automatic rollback failed");
             }
-            (Decision::Switch { to, reason }, Some(Ok(report))) => {
-                memory.recorded = None;
-                let took = report.total.as_millis() as u64;
-                (
-                    events::rollback(now, report.from.unwrap_or(live), *to, reason, took),
-                    true,
-                )
+            None
+        }
+        Decision::DryRun { to, reason } => {
+            if memory.recorded == Some(Recorded::DryRun(*to)) {
+                return None;
             }
-            (Decision::Switch { to, reason }, Some(Err(SwitchAndRecordError::Store(err)))) => {
-                tracing::error!(error = %err, "rollback switched but could not be recorded");
-                memory.recorded = None;
-                (events::rollback(now, live, *to, reason, 0), true)
-            }
-            (Decision::Switch { to, reason }, Some(Err(SwitchAndRecordError::Switch(err)))) => {
-                memory.recorded = None;
-                (
-                    events::switch_failed(
-                        now,
-                        Some(live),
-                        *to,
-                        true,
-                        &format!("automatic rollback ({reason}): {err}"),
-                    ),
-                    false,
-                )
-            }
-            (Decision::Switch { .. }, None) => return false,
-            (Decision::DryRun { to, reason }, _) => {
-                if memory.recorded == Some(Recorded::DryRun(*to)) {
-                    return false;
-                }
-                memory.recorded = Some(Recorded::DryRun(*to));
-                (
-                    events::rollback_dry_run(now, Some(live), *to, reason),
-                    false,
-                )
-            }
-            (
-                Decision::Refuse {
-                    would_switch_to,
-                    rule,
-                    reason,
+            memory.recorded = Some(Recorded::DryRun(*to));
+            Some(Event::new(
+                now,
+                EventKind::RollbackDryRun {
+                    from: Some(live),
+                    to: *to,
+                    reason: reason.clone(),
                 },
-                _,
-            ) => {
-                if memory.recorded == Some(Recorded::Refused(*rule)) {
-                    return false;
-                }
-                if *rule == Rule::Quorum {
-                    let since = *memory.quorum_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < settle {
-                        return false;
-                    }
-                }
-                memory.recorded = Some(Recorded::Refused(*rule));
-                (
-                    events::rollback_refused(now, Some(live), *would_switch_to, *rule, reason),
-                    false,
-                )
-            }
-        };
-        if let Err(err) = self.monitor.record(vec![event]).await {
-            tracing::error!(error = %err, "rollback watcher: cannot record the decision");
+            ))
         }
-        switched
+        Decision::Refuse {
+            would_switch_to,
+            rule,
+            reason,
+        } => {
+            if memory.recorded == Some(Recorded::Refused(*rule)) {
+                return None;
+            }
+            if *rule == Rule::Quorum {
+                let since = *memory.quorum_since.get_or_insert(now);
+                if ago(now, since) < settle {
+                    return None;
+                }
+            }
+            memory.recorded = Some(Recorded::Refused(*rule));
+            Some(Event::new(
+                now,
+                EventKind::RollbackRefused {
+                    from: Some(live),
+                    to: *would_switch_to,
+                    rule: *rule,
+                    reason: reason.clone(),
+                },
+            ))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
-use crate::store::InstanceRow;
+use crate::schedule::Cadence;
+use crate::state::{Runtime, State};
 use chrono::TimeZone;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -29,34 +30,43 @@ fn specs() -> Vec<CheckSpec> {
     ]
 }
 
-fn row(name: &str, state: &str, last_signal: Option<DateTime<Utc>>) -> CheckRow {
-    CheckRow {
-        name: name.into(),
-        kind: "service".into(),
-        color: None,
-        state: state.into(),
+fn rt(state: State, last_signal: Option<DateTime<Utc>>) -> Runtime {
+    Runtime {
+        state,
         since: t(0),
         reason: "because".into(),
         last_signal,
-        next_deadline: None,
+        late_at: None,
+        down_at: None,
+        started: None,
         down_since: None,
-        instances: vec![],
-        id: 0,
+        instances: Default::default(),
+        evaluated_at: None,
     }
 }
 
-fn instance(status: &str, fails: u32) -> InstanceRow {
-    InstanceRow {
-        instance: "i1".into(),
-        color: Some("green".into()),
+fn failing_instance(fails: u32) -> crate::state::Instance {
+    crate::state::Instance {
+        color: Some(Color::Green),
         version: None,
-        status: status.into(),
+        status: HeartbeatStatus::Fail,
         detail: Some("GET /ping returned 500".into()),
         seq: 7,
         last_seen: t(0),
-        deadline: t(2000),
-        consecutive_failures: fails,
+        late_at: t(1000),
+        down_at: t(2000),
+        consecutive_fails: fails,
     }
+}
+
+/// The observer checks with these runtimes (by name).
+fn with<'a>(
+    specs: &'a [CheckSpec],
+    rts: &'a [(&str, Runtime)],
+) -> Vec<(&'a CheckSpec, &'a Runtime)> {
+    rts.iter()
+        .map(|(name, rt)| (specs.iter().find(|s| s.name == *name).unwrap(), rt))
+        .collect()
 }
 
 fn target(
@@ -91,12 +101,13 @@ fn verdict<'a>(o: &'a Observations, name: &str) -> &'a Verdict {
 
 #[test]
 fn failing_agents_count_their_fail_heartbeats_and_the_checker_its_rounds() {
-    let mut green = row("green", "down", Some(t(900)));
-    green.instances = vec![instance("fail", 2)];
-    let rows = vec![
-        green,
-        row("blue", "up", Some(t(900))),
-        row("checker", "up", Some(t(900))),
+    let mut green = rt(State::Down, Some(t(900)));
+    green.instances.insert("i1".into(), failing_instance(2));
+    let specs = specs();
+    let rts = [
+        ("green", green),
+        ("blue", rt(State::Up, Some(t(900)))),
+        ("checker", rt(State::Up, Some(t(900)))),
     ];
     let targets = vec![
         target(
@@ -118,11 +129,9 @@ fn failing_agents_count_their_fail_heartbeats_and_the_checker_its_rounds() {
     ];
     let o = observations(
         Color::Green,
-        &specs(),
-        &rows,
+        &with(&specs, &rts),
         &targets,
         t(-60_000),
-        Duration::from_secs(1),
         t(1000),
     );
     assert_eq!(
@@ -149,19 +158,12 @@ fn failing_agents_count_their_fail_heartbeats_and_the_checker_its_rounds() {
 
 #[test]
 fn silent_agents_vote_failing_once_per_missed_period() {
-    let rows = vec![
-        row("green", "down", Some(t(0))),
-        row("checker", "up", Some(t(0))),
+    let specs = specs();
+    let rts = [
+        ("green", rt(State::Down, Some(t(0)))),
+        ("checker", rt(State::Up, Some(t(0)))),
     ];
-    let o = observations(
-        Color::Green,
-        &specs(),
-        &rows,
-        &[],
-        t(-60_000),
-        Duration::ZERO,
-        t(3500),
-    );
+    let o = observations(Color::Green, &with(&specs, &rts), &[], t(-60_000), t(3500));
     assert_eq!(
         verdict(&o, "agents:green"),
         &Verdict::Failing {
@@ -173,10 +175,11 @@ fn silent_agents_vote_failing_once_per_missed_period() {
 
 #[test]
 fn a_silent_or_stale_reporter_is_unknown_never_failing() {
-    let rows = vec![
-        row("green", "up", Some(t(0))),
-        row("checker", "down", Some(t(0))),
-        row("prober", "up", Some(t(0))),
+    let specs = specs();
+    let rts = [
+        ("green", rt(State::Up, Some(t(0)))),
+        ("checker", rt(State::Down, Some(t(0)))),
+        ("prober", rt(State::Up, Some(t(0)))),
     ];
     let targets = vec![
         target(
@@ -191,11 +194,9 @@ fn a_silent_or_stale_reporter_is_unknown_never_failing() {
     ];
     let o = observations(
         Color::Green,
-        &specs(),
-        &rows,
+        &with(&specs, &rts),
         &targets,
         t(-60_000),
-        Duration::ZERO,
         t(10_000),
     );
     assert!(
@@ -211,7 +212,8 @@ fn a_silent_or_stale_reporter_is_unknown_never_failing() {
 
 #[test]
 fn a_proxy_target_served_by_the_other_color_says_nothing_about_the_live_one() {
-    let rows = vec![row("checker", "up", Some(t(0)))];
+    let specs = specs();
+    let rts = [("checker", rt(State::Up, Some(t(0))))];
     let targets = vec![target(
         "checker",
         Target::LiveProxy,
@@ -222,11 +224,9 @@ fn a_proxy_target_served_by_the_other_color_says_nothing_about_the_live_one() {
     )];
     let o = observations(
         Color::Green,
-        &specs(),
-        &rows,
+        &with(&specs, &rts),
         &targets,
         t(-60_000),
-        Duration::ZERO,
         t(100),
     );
     assert!(
@@ -237,11 +237,9 @@ fn a_proxy_target_served_by_the_other_color_says_nothing_about_the_live_one() {
     let targets = vec![target("checker", Target::LiveProxy, None, false, 4, t(0))];
     let o = observations(
         Color::Green,
-        &specs(),
-        &rows,
+        &with(&specs, &rts),
         &targets,
         t(-60_000),
-        Duration::ZERO,
         t(100),
     );
     assert!(
@@ -254,39 +252,99 @@ fn a_proxy_target_served_by_the_other_color_says_nothing_about_the_live_one() {
 }
 
 #[test]
-fn not_heard_from_everyone_until_each_signals_or_the_grace_passes() {
+fn not_heard_from_everyone_until_each_signals_or_has_had_its_period_and_grace() {
     let started = t(0);
-    let rows = vec![
-        row("green", "up", Some(t(100))),
-        row("checker", "up", Some(t(-5000))),
-        row("prober", "up", Some(t(200))),
-        row("blue", "new", None),
+    let specs = specs();
+    let mut rts = [
+        ("green", rt(State::Up, Some(t(100)))),
+        ("checker", rt(State::Up, Some(t(-5000)))),
+        ("prober", rt(State::Up, Some(t(200)))),
+        ("blue", rt(State::New, None)),
     ];
-    let grace = Duration::from_secs(30);
-    let o = observations(Color::Green, &specs(), &rows, &[], started, grace, t(1000));
+    let o = observations(Color::Green, &with(&specs, &rts), &[], started, t(1000));
     assert!(
         !o.heard_from_all,
         "the checker has not reported since the start"
     );
-    let mut rows = rows;
-    rows[1].last_signal = Some(t(500));
-    let o = observations(Color::Green, &specs(), &rows, &[], started, grace, t(1000));
+    rts[1].1.last_signal = Some(t(500));
+    let o = observations(Color::Green, &with(&specs, &rts), &[], started, t(1000));
     assert!(
         o.heard_from_all,
         "blue's agents are not needed while green is live"
     );
-    rows[1].last_signal = None;
-    let o = observations(
+    rts[1].1.last_signal = None;
+    // The checker's period (1s) + grace (1s) since the start: its silence
+    // is its own now, not the watchdog's.
+    let o = observations(Color::Green, &with(&specs, &rts), &[], started, t(2000));
+    assert!(o.heard_from_all);
+    let o = observations(Color::Green, &with(&specs, &rts), &[], started, t(1999));
+    assert!(!o.heard_from_all);
+}
+
+fn refusal(rule: Rule) -> Evaluation {
+    Evaluation {
+        view: super::super::evaluate::view(
+            Some(Color::Green),
+            &Default::default(),
+            Observations {
+                observers: vec![],
+                watchdog_started: t(0),
+                heard_from_all: true,
+            },
+        ),
+        decision: Decision::Refuse {
+            would_switch_to: Color::Blue,
+            rule,
+            reason: "x".into(),
+        },
+        switched: None,
+    }
+}
+
+#[test]
+fn a_quorum_refusal_is_recorded_once_it_has_held_for_the_settle_time_and_only_once() {
+    let settle = Duration::from_secs(1);
+    let mut memory = Memory::default();
+    assert!(decision_event(
         Color::Green,
-        &specs(),
-        &rows,
-        &[],
-        started,
-        grace,
-        t(31_000),
-    );
-    assert!(
-        o.heard_from_all,
-        "after the startup grace, silence is a signal again"
-    );
+        refusal(Rule::Quorum),
+        settle,
+        &mut memory,
+        t(0)
+    )
+    .is_none());
+    assert!(decision_event(
+        Color::Green,
+        refusal(Rule::Quorum),
+        settle,
+        &mut memory,
+        t(999)
+    )
+    .is_none());
+    let e = decision_event(
+        Color::Green,
+        refusal(Rule::Quorum),
+        settle,
+        &mut memory,
+        t(1000),
+    )
+    .unwrap();
+    assert_eq!(e.columns().kind, "rollback_refused");
+    assert!(decision_event(
+        Color::Green,
+        refusal(Rule::Quorum),
+        settle,
+        &mut memory,
+        t(5000)
+    )
+    .is_none());
+    // Another rule is news at once.
+    assert!(decision_event(
+        Color::Green,
+        refusal(Rule::Cooldown),
+        settle,
+        &mut memory,
+        t(5001)
+    )
+    .is_some());
 }

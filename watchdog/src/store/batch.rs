@@ -1,0 +1,266 @@
+//! The one write path: [`Store::commit`] writes a batch of the monitor's
+//! changes in ONE transaction: check runtimes, pings, events (with the
+//! silence that kept each from notifying), the notifications planned for
+//! them, probe target states, control ledger changes and silences. A
+//! report is one commit; a switch and its event are one commit.
+
+use super::{to_ms, Store, StoreError};
+use crate::alerting::{Planned, Silence};
+use crate::event::Event;
+use crate::ledger::{ControlChange, RollbackState};
+use crate::reports::TargetState;
+use crate::state::Runtime;
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+/// One check's new runtime.
+pub struct RuntimeUpdate<'a> {
+    pub id: i64,
+    pub runtime: &'a Runtime,
+    pub ping_count: i64,
+}
+
+/// One received ping, written into the check's ring.
+#[derive(Debug, Clone)]
+pub struct PingRow {
+    pub check_id: i64,
+    pub slot: i64,
+    pub at: DateTime<Utc>,
+    pub kind: &'static str,
+    pub instance: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A silence created or ended by an operator.
+#[derive(Debug, Clone)]
+pub enum SilenceChange {
+    Add(Silence),
+    /// Ends silence `id` at the batch's time.
+    End(i64),
+}
+
+/// Everything one batch writes.
+#[derive(Default)]
+pub struct Write<'a> {
+    pub runtimes: Vec<RuntimeUpdate<'a>>,
+    pub pings: &'a [PingRow],
+    /// The batch's events followed by the plan's notices.
+    pub events: Vec<&'a Event>,
+    /// Per event: the silence that kept it from notifying.
+    pub silenced: &'a [Option<String>],
+    pub notifications: &'a [Planned],
+    pub targets: Vec<&'a TargetState>,
+    pub control: &'a [ControlChange],
+    /// The rollback state after `control`, when it changed.
+    pub rollback: Option<&'a RollbackState>,
+    pub silences: &'a [SilenceChange],
+}
+
+/// The ids the batch's rows received.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Per event in `Write::events`.
+    pub events: Vec<i64>,
+    /// Per change in `Write::control`.
+    pub control: Vec<i64>,
+    /// Per change in `Write::silences` (the ended silence's own id for `End`).
+    pub silences: Vec<i64>,
+}
+
+impl Store {
+    /// Writes `w` in one transaction.
+    pub async fn commit(&self, w: &Write<'_>, now: DateTime<Utc>) -> Result<Committed, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        write_runtimes(&mut tx, &w.runtimes, now).await?;
+        write_pings(&mut tx, w.pings).await?;
+        let events = insert_events(&mut tx, &w.events, w.silenced, now).await?;
+        for n in w.notifications {
+            let mut notification = n.notification.clone();
+            notification.event_id = events[n.event];
+            sqlx::query(
+                "INSERT INTO notifications (event_id, channel, group_key, payload, state, next_attempt_at, created_at) \
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(notification.event_id)
+            .bind(n.channel)
+            .bind(&n.group)
+            .bind(serde_json::to_string(&notification).expect("notification serializes"))
+            .bind(to_ms(now))
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for s in &w.targets {
+            sqlx::query(
+                "INSERT OR REPLACE INTO targets (observer, target, state) VALUES (?, ?, ?)",
+            )
+            .bind(&s.observer)
+            .bind(s.target.as_str())
+            .bind(serde_json::to_string(s).expect("target state serializes"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut control = Vec::with_capacity(w.control.len());
+        for c in w.control {
+            control.push(write_control(&mut tx, c).await?);
+        }
+        if let Some(r) = w.rollback {
+            sqlx::query(
+                "INSERT OR REPLACE INTO rollback_state (id, latched, latched_at, latch_reason, disabled, \
+                 last_automatic_at) VALUES (1, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.latched)
+            .bind(r.latched_at.map(to_ms))
+            .bind(&r.latch_reason)
+            .bind(r.disabled)
+            .bind(r.last_automatic_at.map(to_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut silences = Vec::with_capacity(w.silences.len());
+        for s in w.silences {
+            silences.push(match s {
+                SilenceChange::Add(s) => {
+                    sqlx::query_scalar(
+                        "INSERT INTO silences (target, until, reason, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(&s.target)
+                    .bind(to_ms(s.until))
+                    .bind(&s.reason)
+                    .bind(to_ms(s.created_at))
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+                SilenceChange::End(id) => {
+                    sqlx::query("UPDATE silences SET until = ? WHERE id = ? AND until > ?")
+                        .bind(to_ms(now))
+                        .bind(id)
+                        .bind(to_ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    *id
+                }
+            });
+        }
+        tx.commit().await?;
+        Ok(Committed {
+            events,
+            control,
+            silences,
+        })
+    }
+}
+
+async fn write_control(tx: &mut SqliteConnection, c: &ControlChange) -> Result<i64, sqlx::Error> {
+    Ok(match c {
+        ControlChange::Toggle(t) => sqlx::query(
+            "INSERT INTO toggles (at, from_color, to_color, automatic, reason, ok, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(to_ms(t.at))
+        .bind(t.from.map(bgw_wire::Color::as_str))
+        .bind(t.to.as_str())
+        .bind(t.automatic)
+        .bind(&t.reason)
+        .bind(t.ok)
+        .bind(&t.error)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid(),
+        ControlChange::Deploy(d) => {
+            sqlx::query("INSERT INTO deploys (at, color, image, ok, output) VALUES (?, ?, ?, ?, ?)")
+                .bind(to_ms(d.at))
+                .bind(d.color.as_str())
+                .bind(&d.image)
+                .bind(d.ok)
+                .bind(&d.output)
+                .execute(&mut *tx)
+                .await?
+                .last_insert_rowid()
+        }
+        ControlChange::Arm(_) => 0,
+    })
+}
+
+async fn write_runtimes(
+    conn: &mut SqliteConnection,
+    updates: &[RuntimeUpdate<'_>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for u in updates {
+        sqlx::query(
+            "UPDATE checks SET state = ?, runtime = ?, next_deadline = ?, ping_count = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(u.runtime.state.as_str())
+        .bind(serde_json::to_string(u.runtime).expect("runtime serializes"))
+        .bind(u.runtime.next_deadline().map(to_ms))
+        .bind(u.ping_count)
+        .bind(to_ms(now))
+        .bind(u.id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_pings(conn: &mut SqliteConnection, pings: &[PingRow]) -> Result<(), sqlx::Error> {
+    // Many rows per statement: the batch's pings cost one round trip per 100.
+    for chunk in pings.chunks(100) {
+        let mut qb = sqlx::QueryBuilder::new(
+            "INSERT OR REPLACE INTO pings (check_id, slot, at, kind, instance, detail) ",
+        );
+        qb.push_values(chunk, |mut b, p| {
+            b.push_bind(p.check_id)
+                .push_bind(p.slot)
+                .push_bind(to_ms(p.at))
+                .push_bind(p.kind)
+                .push_bind(p.instance.clone())
+                .push_bind(p.detail.clone());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts events (flattened once, here), returning their ids in order.
+pub(super) async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: &[impl std::borrow::Borrow<Event>],
+    silenced: &[Option<String>],
+    noticed: DateTime<Utc>,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut ids = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let e: &Event = e.borrow();
+        let c = e.columns();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO events (at, noticed_at, check_name, kind, from_state, to_state, instance, color, \
+             reason, down_for_ms, silenced, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(to_ms(e.at))
+        .bind(to_ms(noticed))
+        .bind(&c.check)
+        .bind(c.kind)
+        .bind(c.from_state.map(|s| s.as_str()))
+        .bind(c.to_state.map(|s| s.as_str()))
+        .bind(&c.instance)
+        .bind(c.color.map(bgw_wire::Color::as_str))
+        .bind(&c.reason)
+        .bind(c.down_for.map(|d| d.as_millis() as i64))
+        .bind(silenced.get(i).cloned().flatten())
+        .bind(c.data.as_ref().map(|d| d.to_string()))
+        .fetch_one(&mut *conn)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+impl From<StoreError> for sqlx::Error {
+    fn from(e: StoreError) -> sqlx::Error {
+        match e {
+            StoreError::Sql(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        }
+    }
+}
