@@ -1,6 +1,11 @@
 //! `spawn_watchdog()`: the real `bgw-watchdog serve` binary on a free
 //! loopback port with a fresh SQLite file and log dir, and typed helpers
 //! to talk to it. Processes are killed on drop.
+//!
+//! `spawn_app()`: the same watchdog in-process (`bgw_watchdog::run_with` in
+//! the test's runtime, on a listener bound to port 0) with a manual clock
+//! the test moves with [`Watchdog::advance`]: deadlines pass exactly when
+//! the test says so, and no test sleeps to wait for them.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -57,6 +62,15 @@ pub struct Watchdog {
     checks: String,
     extra: String,
     child: Option<Child>,
+    app: Option<InProcess>,
+    /// The watchdog's clock, for `spawn_app` watchdogs.
+    pub clock: Option<bgw_watchdog::clock::ManualClock>,
+}
+
+/// A watchdog running in the test's runtime.
+struct InProcess {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 pub async fn spawn_watchdog(checks: &str) -> Watchdog {
@@ -75,6 +89,26 @@ pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
         checks: checks.to_string(),
         extra: extra.to_string(),
         child: None,
+        app: None,
+        clock: None,
+    };
+    w.start().await;
+    w
+}
+
+/// An in-process watchdog on a manual clock (see the module doc).
+pub async fn spawn_app(checks: &str, extra: &str) -> Watchdog {
+    let (_, hand) = bgw_watchdog::clock::Clock::manual(chrono::Utc::now());
+    let mut w = Watchdog {
+        base: String::new(),
+        port: 0,
+        dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+        checks: checks.to_string(),
+        extra: extra.to_string(),
+        child: None,
+        app: None,
+        clock: Some(hand),
     };
     w.start().await;
     w
@@ -118,8 +152,11 @@ impl Watchdog {
         self.extra = extra.to_string();
     }
 
-    /// Starts (or restarts) the process and waits for `/healthz`.
+    /// Starts (or restarts) the watchdog and waits for `/healthz`.
     pub async fn start(&mut self) {
+        if let Some(hand) = self.clock.clone() {
+            return self.start_in_process(hand).await;
+        }
         self.write_config();
         let child = Command::new(crate::bin("bgw-watchdog"))
             .arg("--config")
@@ -147,6 +184,63 @@ impl Watchdog {
             }
             assert!(Instant::now() < deadline, "watchdog did not become healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn start_in_process(&mut self, hand: bgw_watchdog::clock::ManualClock) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        self.write_config();
+        let settings = bgw_watchdog::config::load(
+            Some(&self.config_path()),
+            &bgw_watchdog::config::Overrides::default(),
+        )
+        .expect("valid test configuration");
+        let clock = hand.clock();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bgw_watchdog::run_with(
+            settings,
+            listener,
+            async move {
+                let _ = stop.await;
+            },
+            clock,
+        ));
+        self.app = Some(InProcess { shutdown, task });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "watchdog did not become healthy");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Moves an in-process watchdog's clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.clock
+            .as_ref()
+            .expect("advance needs spawn_app")
+            .advance(d);
+    }
+
+    /// The in-process watchdog's time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.as_ref().expect("now needs spawn_app").now()
+    }
+
+    /// Shuts an in-process watchdog down cleanly and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            let _ = app.shutdown.send(());
+            app.task
+                .await
+                .expect("watchdog task")
+                .expect("clean shutdown");
         }
     }
 
@@ -240,6 +334,30 @@ impl Watchdog {
             .to_string()
     }
 
+    /// Waits (up to 15 s) until no notification is pending: the outbox has
+    /// delivered (or given up on) everything it was asked to send.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, pending) = self.admin_get("/api/v1/notifications?state=pending").await;
+            let n = pending["notifications"].as_array().map_or(0, Vec::len);
+            if n == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still pending: {pending}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The notifications pending now.
+    pub async fn pending(&self) -> Vec<Value> {
+        let (_, pending) = self.admin_get("/api/v1/notifications?state=pending").await;
+        pending["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Polls (up to 15 s) until `holds` is true of check `name`; returns it.
     pub async fn wait_check(
         &self,
@@ -314,5 +432,8 @@ pub fn send_signal(pid: u32, sig: &str) {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(app) = self.app.take() {
+            app.task.abort();
+        }
     }
 }

@@ -3,8 +3,11 @@
 //! config and the live file as they were.
 
 use bgw_e2e::nginx::{served_by, Fixture};
-use bgw_watchdog::control;
+use bgw_watchdog::clock::Clock;
+use bgw_watchdog::control::{self, Trigger};
+use bgw_watchdog::monitor::Monitor;
 use bgw_watchdog::proxy::{self, LiveState, Step, SwitchError};
+use bgw_watchdog::store::{Since, Store};
 use bgw_wire::Color;
 use std::path::Path;
 use std::sync::Arc;
@@ -268,83 +271,119 @@ async fn a_hostile_image_name_is_one_argument_and_runs_nothing() {
 #[tokio::test]
 async fn deploy_to_the_live_color_is_refused_and_the_idle_one_is_deployed() {
     let f = fixture().await;
-    let pool = migrated_pool(f.path()).await;
+    let (monitor, store) = control_monitor(f.path()).await;
     let marker = f.path().join("deployed");
     let switcher =
         f.switcher_with(|s| s.deploy_cmd = format!("touch {}-{{color}}", marker.display()));
+    let now = chrono::Utc::now();
 
-    let err = control::deploy_guarded(&switcher, &pool, Color::Blue, "app:2")
+    let err = control::deploy_guarded(&switcher, &monitor, now, Color::Blue, "app:2")
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(err.to_string(), "refusing to deploy to blue: it is LIVE");
     assert!(!Path::new(&format!("{}-blue", marker.display())).exists());
 
-    control::deploy_guarded(&switcher, &pool, Color::Green, "app:2")
-        .await
-        .expect("deploy to idle");
-    assert!(Path::new(&format!("{}-green", marker.display())).exists());
-    let since = chrono_epoch();
-    let deploys = control::deploys_since(&pool, Color::Green, since)
-        .await
-        .unwrap();
-    assert_eq!(deploys.len(), 1);
-    assert!(control::deploys_since(&pool, Color::Blue, since)
+    control::deploy_guarded(&switcher, &monitor, now, Color::Green, "app:2")
         .await
         .unwrap()
-        .is_empty());
+        .expect("deploy to idle");
+    assert!(Path::new(&format!("{}-green", marker.display())).exists());
+    let control = monitor.snapshot().control.clone();
+    assert_eq!(control.last_deploy, [None, Some(now)], "green only");
+    let kinds: Vec<String> = store
+        .events(Since::Id(0), Some("proxy"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["deploy_refused", "deploy"]);
 
     // After a switch, green is live and refused in turn.
     switcher.switch(Color::Green, "test").await.expect("switch");
-    let err = control::deploy_guarded(&switcher, &pool, Color::Green, "app:3")
+    let err = control::deploy_guarded(&switcher, &monitor, now, Color::Green, "app:3")
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(err.to_string(), "refusing to deploy to green: it is LIVE");
 }
 
-fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+/// A monitor (and its store) over a fresh database in `dir`, with no checks.
+async fn control_monitor(dir: &Path) -> (Monitor, Store) {
+    let store = Store::open(dir.join("control.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let log = bgw_watchdog::logfile::DailyLog::open(&dir.join("log")).unwrap();
+    let (log, _) = bgw_watchdog::logfile::LogSink::spawn(log);
+    let (monitor, _) = bgw_watchdog::monitor::standalone(store.clone(), log, Clock::system())
+        .await
+        .unwrap();
+    (monitor, store)
 }
 
-async fn migrated_pool(dir: &Path) -> sqlx::SqlitePool {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("control.db"))
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
-    pool
+fn manual(why: &str) -> Trigger {
+    Trigger::Manual { why: why.into() }
 }
 
 #[tokio::test]
 async fn every_switch_attempt_is_recorded_and_a_manual_one_releases_the_latch() {
     let f = fixture().await;
-    let pool = migrated_pool(f.path()).await;
-    control::set_latched(&pool, chrono::Utc::now(), "rolled back earlier")
+    let (monitor, store) = control_monitor(f.path()).await;
+    let now = chrono::Utc::now();
+    // An earlier automatic rollback latched.
+    let rolled_back = bgw_watchdog::ledger::ToggleRecord {
+        id: 0,
+        at: now - chrono::Duration::hours(1),
+        from: Some(Color::Green),
+        to: Color::Blue,
+        automatic: true,
+        reason: "rolled back earlier".into(),
+        ok: true,
+        error: None,
+    };
+    monitor
+        .record(bgw_watchdog::monitor::Record {
+            control: vec![bgw_watchdog::ledger::ControlChange::Toggle(rolled_back)],
+            ..Default::default()
+        })
         .await
         .unwrap();
+    assert!(monitor.snapshot().control.rollback.latched);
 
     let bad = user_template(f.path(), "bad.tmpl", |t| {
         t.replace("events {", "bogus_directive;\nevents {")
     });
     let failing = f.switcher_with(|s| s.template = bad);
-    let err = control::switch_and_record(&failing, &pool, Color::Green, "operator", false)
+    let err = control::switch_and_record(&failing, &monitor, now, Color::Green, manual("operator"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("failed at test"), "{err}");
-    assert!(control::rollback_state(&pool).await.unwrap().latched);
+    assert!(monitor.snapshot().control.rollback.latched);
 
     let switcher = f.switcher();
-    control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
+    control::switch_and_record(&switcher, &monitor, now, Color::Green, manual("operator"))
         .await
         .expect("switch");
-    assert!(!control::rollback_state(&pool).await.unwrap().latched);
-    let all = control::toggles(&pool, 10).await.unwrap();
-    assert_eq!(all.len(), 2);
+    let snapshot = monitor.snapshot();
+    assert!(!snapshot.control.rollback.latched);
+    let all = store.toggles(10).await.unwrap();
+    assert_eq!(all.len(), 3);
     assert!(all[0].ok && all[0].from == Some(Color::Blue) && all[0].to == Color::Green);
     assert!(!all[1].ok && all[1].error.as_deref().unwrap().contains("bogus_directive"));
-    let facts = control::facts(&pool, switcher.live().color())
+    assert_eq!(
+        snapshot.control.previous(switcher.live().color()),
+        Some(Color::Blue)
+    );
+    // Each attempt's toggle row and its event were written together.
+    let kinds: Vec<String> = store
+        .events(Since::Id(0), None, 10)
         .await
-        .unwrap();
-    assert_eq!(facts.previous, Some(Color::Blue));
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["switch_failed", "toggle"]);
 }
 
 #[tokio::test]
@@ -426,26 +465,46 @@ mod rollback_through_nginx {
         }
     }
 
-    async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, sqlx::SqlitePool) {
-        let pool = migrated_pool(f.path()).await;
+    async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, Monitor) {
+        let (monitor, _store) = control_monitor(f.path()).await;
         let switcher = f.switcher();
-        control::switch_and_record(&switcher, &pool, Color::Green, "operator", false)
-            .await
-            .expect("toggle to green");
+        control::switch_and_record(
+            &switcher,
+            &monitor,
+            chrono::Utc::now(),
+            Color::Green,
+            manual("operator"),
+        )
+        .await
+        .expect("toggle to green");
         f.green.control("fail").await.unwrap();
-        (switcher, pool)
+        (switcher, monitor)
+    }
+
+    async fn evaluate(
+        switcher: &bgw_watchdog::proxy::Switcher,
+        monitor: &Monitor,
+        settings: &RollbackSettings,
+        observations: Observations,
+    ) -> bgw_watchdog::control::Evaluation {
+        evaluate_rollback(
+            switcher,
+            monitor,
+            settings,
+            &monitor.snapshot().control,
+            observations,
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await
     }
 
     #[tokio::test]
     async fn a_failing_new_color_is_switched_back_once_then_latched() {
         let f = fixture().await;
-        let (switcher, pool) = toggled_to_green(&f).await;
+        let (switcher, monitor) = toggled_to_green(&f).await;
         let settings = RollbackSettings::default();
-        let timeout = Duration::from_secs(2);
-        let now = chrono::Utc::now();
-        let e = evaluate_rollback(&switcher, &pool, &settings, green_failing(), timeout, now)
-            .await
-            .unwrap();
+        let e = evaluate(&switcher, &monitor, &settings, green_failing()).await;
         match &e.decision {
             Decision::Switch { to, reason } => {
                 assert_eq!(*to, Color::Blue);
@@ -462,8 +521,7 @@ mod rollback_through_nginx {
         e.switched.expect("switched").expect("switch ok");
         assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
         assert_serves(f.settings.live_listen, "blue").await;
-        let state = control::rollback_state(&pool).await.unwrap();
-        assert!(state.latched);
+        assert!(monitor.snapshot().control.rollback.latched);
 
         // Now blue fails too: no flip back to green.
         f.blue.control("fail").await.unwrap();
@@ -478,16 +536,7 @@ mod rollback_through_nginx {
                 .collect(),
             ..green_failing()
         };
-        let e = evaluate_rollback(
-            &switcher,
-            &pool,
-            &settings,
-            blue_failing,
-            timeout,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+        let e = evaluate(&switcher, &monitor, &settings, blue_failing).await;
         match e.decision {
             Decision::Refuse { rule, .. } => assert_eq!(rule, Rule::FlipFlop),
             other => panic!("{other:?}"),
@@ -499,18 +548,15 @@ mod rollback_through_nginx {
     #[tokio::test]
     async fn no_switch_back_to_a_previous_color_that_is_broken_too() {
         let f = fixture().await;
-        let (switcher, pool) = toggled_to_green(&f).await;
+        let (switcher, monitor) = toggled_to_green(&f).await;
         f.blue.control("fail").await.unwrap();
-        let e = evaluate_rollback(
+        let e = evaluate(
             &switcher,
-            &pool,
+            &monitor,
             &RollbackSettings::default(),
             green_failing(),
-            Duration::from_secs(2),
-            chrono::Utc::now(),
         )
-        .await
-        .unwrap();
+        .await;
         match &e.decision {
             Decision::Refuse { rule, reason, .. } => {
                 assert_eq!(*rule, Rule::TargetUnhealthy);
@@ -530,21 +576,12 @@ mod rollback_through_nginx {
     #[tokio::test]
     async fn dry_run_changes_nothing() {
         let f = fixture().await;
-        let (switcher, pool) = toggled_to_green(&f).await;
+        let (switcher, monitor) = toggled_to_green(&f).await;
         let settings = RollbackSettings {
             mode: Mode::DryRun,
             ..Default::default()
         };
-        let e = evaluate_rollback(
-            &switcher,
-            &pool,
-            &settings,
-            green_failing(),
-            Duration::from_secs(2),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+        let e = evaluate(&switcher, &monitor, &settings, green_failing()).await;
         assert!(
             matches!(
                 e.decision,
@@ -558,27 +595,31 @@ mod rollback_through_nginx {
         );
         assert!(e.switched.is_none());
         assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
-        assert!(!control::rollback_state(&pool).await.unwrap().latched);
-        assert_eq!(control::toggles(&pool, 10).await.unwrap().len(), 1);
+        let control = monitor.snapshot().control.clone();
+        assert!(!control.rollback.latched);
+        assert_eq!(control.last_toggle.map(|t| t.to), Some(Color::Green));
     }
 
     #[tokio::test]
     async fn a_deploy_to_the_previous_color_since_the_toggle_disarms_rollback() {
         let f = fixture().await;
-        let (switcher, pool) = toggled_to_green(&f).await;
-        control::record_deploy(&pool, chrono::Utc::now(), Color::Blue, "app:3", true, "")
-            .await
-            .unwrap();
-        let e = evaluate_rollback(
+        let (switcher, monitor) = toggled_to_green(&f).await;
+        let (_, record) = control::deploy(
+            switcher.settings(),
+            chrono::Utc::now(),
+            Color::Blue,
+            "app:3",
+            Ok(Color::Green),
+        )
+        .await;
+        monitor.record(record).await.unwrap();
+        let e = evaluate(
             &switcher,
-            &pool,
+            &monitor,
             &RollbackSettings::default(),
             green_failing(),
-            Duration::from_secs(2),
-            chrono::Utc::now(),
         )
-        .await
-        .unwrap();
+        .await;
         assert!(
             matches!(
                 e.decision,

@@ -90,6 +90,11 @@ impl ManualClock {
         *self.0.borrow()
     }
 
+    /// Another [`Clock`] reading this one (for a restarted watchdog).
+    pub fn clock(&self) -> Clock {
+        Clock(Inner::Manual(self.0.subscribe()))
+    }
+
     /// Moves the clock forward by `d`, waking every sleeper now due.
     pub fn advance(&self, d: Duration) {
         self.0.send_modify(|now| *now += d);

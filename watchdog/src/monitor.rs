@@ -805,3 +805,45 @@ impl Task {
 fn read_live_color(path: &std::path::Path) -> Option<bgw_wire::Color> {
     crate::proxy::read_live(path).color()
 }
+
+/// A monitor over `store` with no configured checks and no channels: the
+/// ledger, targets and silences as stored, the log written to `log`. For
+/// tools and tests that drive control without a whole watchdog.
+pub async fn standalone(
+    store: Store,
+    log: LogSink,
+    clock: Clock,
+) -> Result<(Monitor, tokio::task::JoinHandle<()>), crate::store::StoreError> {
+    let now = clock.now();
+    let initial = Initial {
+        checks: Vec::new(),
+        targets: store.targets().await?,
+        control: store.control_state().await?,
+        silences: store.silences(now).await?,
+        memory: alerting::Memory::default(),
+    };
+    let (committed, _) = watch::channel(0);
+    let deps = Deps {
+        clock,
+        log,
+        metrics: Arc::new(Metrics::default()),
+        ping_history: 1,
+        alerting: Alerting {
+            channels: Vec::new(),
+            policy: Policy::default(),
+            live_file: None,
+        },
+        threshold_ms: 2000,
+        fail_after: 3,
+        started: now,
+        startup_grace: std::time::Duration::ZERO,
+        committed,
+        wal: None,
+    };
+    Ok(spawn(
+        store,
+        Arc::new(Catalog::new(Vec::new())),
+        initial,
+        deps,
+    ))
+}

@@ -1,5 +1,8 @@
-//! Alerts end to end: the real watchdog, the real aiosmtpd SMTP server and
-//! a Slack receiver that judges payloads like Slack does.
+//! Alerts end to end: the watchdog (in-process on a manual clock, or the
+//! real binary where a test kills it), the real aiosmtpd SMTP server and a
+//! Slack receiver that judges payloads like Slack does. No test sleeps to
+//! wait for a deadline: the manual clock is moved past it, and "nothing
+//! more was sent" is read when the outbox has nothing pending.
 
 use bgw_e2e::slack::{Mode, SlackReceiver};
 use bgw_e2e::smtp::{SmtpOptions, SmtpSink};
@@ -35,7 +38,7 @@ async fn watchdog_with_blue_down(
     smtp: Option<&SmtpSink>,
     detail: &str,
 ) -> Watchdog {
-    let w = spawn_watchdog_with(&default_checks("1h", "1h"), &notify_config(slack, smtp, "")).await;
+    let w = spawn_app(&default_checks("1h", "1h"), &notify_config(slack, smtp, "")).await;
     w.blue_ok("a1").await;
     fail_blue(&w, detail).await;
     w
@@ -89,7 +92,7 @@ async fn down_and_recovery_reach_slack_and_email_once_each() {
     let mails = smtp.wait_for(2, WAIT).await;
     assert_eq!(mails[1].subject, "[bgw] UP blue");
     slack.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.settled().await;
     assert_eq!(
         smtp.messages().len(),
         2,
@@ -121,7 +124,9 @@ async fn a_slack_outage_delays_delivery_but_delivers_once_and_email_is_not_held_
             std::time::Instant::now() < deadline,
             "slack was not retried"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The retry waits for its backoff on the watchdog's clock.
+        w.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (_, health) = w.admin_get("/healthz").await;
     assert_eq!(
@@ -133,8 +138,9 @@ async fn a_slack_outage_delays_delivery_but_delivers_once_and_email_is_not_held_
     assert_eq!(p["channel"], "slack");
     assert!(p["last_error"].as_str().unwrap().contains("500"), "{p}");
     slack.set_mode(Mode::Ok).await;
+    w.advance(Duration::from_secs(600));
     slack.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.settled().await;
     assert_eq!(slack.messages().len(), 1, "delivered once after the outage");
 }
 
@@ -142,7 +148,13 @@ async fn a_slack_outage_delays_delivery_but_delivers_once_and_email_is_not_held_
 async fn pending_notifications_survive_a_crash_and_are_delivered_once_after_restart() {
     let slack = SlackReceiver::start().await;
     slack.set_mode(Mode::Down).await;
-    let mut w = watchdog_with_blue_down(&slack, None, "crashed").await;
+    let mut w = spawn_watchdog_with(
+        &default_checks("1h", "1h"),
+        &notify_config(&slack, None, ""),
+    )
+    .await;
+    w.blue_ok("a1").await;
+    fail_blue(&w, "crashed").await;
     let (_, pending) = w.admin_get("/api/v1/notifications?state=pending").await;
     assert_eq!(pending["notifications"].as_array().unwrap().len(), 1);
     w.kill9();
@@ -154,7 +166,7 @@ async fn pending_notifications_survive_a_crash_and_are_delivered_once_after_rest
         "{}",
         got[0]
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.settled().await;
     assert_eq!(slack.messages().len(), 1);
 }
 
@@ -180,41 +192,103 @@ async fn a_permanent_refusal_is_an_event_alerted_on_the_other_channel() {
 }
 
 #[tokio::test]
-async fn a_whole_color_failing_is_one_message() {
+async fn a_color_failing_is_alerted_at_once_and_what_follows_in_the_window_is_one_follow_up() {
     let slack = SlackReceiver::start().await;
+    let service = |name: &str, token: &str| {
+        format!("[[check]]\nname = \"{name}\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"{token}\"\n")
+    };
     let checks = format!(
-        "{}\n[[check]]\nname = \"blue-workers\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"workers-token\"\n",
-        default_checks("1h", "1h")
+        "{}\n{}\n{}",
+        default_checks("1h", "1h"),
+        service("blue-workers", "workers-token-0123456789"),
+        service("blue-api", "api-token-0123456789abc"),
     );
-    let w = spawn_watchdog_with(&checks, &notify_config(&slack, None, "")).await;
-    w.blue_ok("a1").await;
-    w.heartbeat(
-        "workers-token",
-        json!({"check": "blue-workers", "instance": "w1", "status": "ok"}),
+    let w = spawn_app(
+        &checks,
+        &notify_config(&slack, None, "group_window = \"2s\""),
     )
     .await;
-    fail_blue(&w, "boom").await;
-    w.heartbeat("workers-token", json!({"check": "blue-workers", "instance": "w1", "status": "fail", "detail": "queue stuck"}))
+    w.blue_ok("a1").await;
+    for (check, token) in [
+        ("blue-workers", "workers-token-0123456789"),
+        ("blue-api", "api-token-0123456789abc"),
+    ] {
+        w.heartbeat(
+            token,
+            json!({"check": check, "instance": "w1", "status": "ok"}),
+        )
         .await;
-    let got = slack.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    fail_blue(&w, "boom").await;
+    // The first alert of the group does not wait for the window.
+    let first = slack.wait_for(1, WAIT).await;
+    assert!(
+        first[0]["text"].as_str().unwrap().contains("boom"),
+        "{}",
+        first[0]
+    );
+    w.advance(Duration::from_millis(500));
+    w.heartbeat("workers-token-0123456789", json!({"check": "blue-workers", "instance": "w1", "status": "fail", "detail": "queue stuck"}))
+        .await;
+    w.advance(Duration::from_millis(500));
+    w.heartbeat(
+        "api-token-0123456789abc",
+        json!({"check": "blue-api", "instance": "w1", "status": "fail", "detail": "502s"}),
+    )
+    .await;
+    // Both wait for the window; nothing else leaves meanwhile.
+    let deadline = std::time::Instant::now() + WAIT;
+    while w.pending().await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "not planned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         slack.messages().len(),
         1,
-        "one message for the color: {:?}",
+        "{:?}",
         subjects_of(&slack.messages())
     );
-    let text = got[0]["text"].as_str().unwrap();
+    w.advance(Duration::from_secs(1));
+    let got = slack.wait_for(2, WAIT).await;
+    w.settled().await;
+    assert_eq!(
+        slack.messages().len(),
+        2,
+        "{:?}",
+        subjects_of(&slack.messages())
+    );
+    let text = got[1]["text"].as_str().unwrap();
     assert!(
-        text.contains("blue-workers") && text.contains("queue stuck") && text.contains("boom"),
+        text.contains("2 checks of blue failing")
+            && text.contains("queue stuck")
+            && text.contains("502s"),
         "{text}"
+    );
+    // A straggler after the window is a new first alert: at once.
+    w.advance(Duration::from_secs(5));
+    w.blue_ok("a2").await;
+    w.heartbeat(
+        BLUE_TOKEN,
+        json!({"check": "blue", "instance": "a2", "status": "fail", "detail": "x"}),
+    )
+    .await;
+    w.heartbeat(
+        BLUE_TOKEN,
+        json!({"check": "blue", "instance": "a1", "status": "ok"}),
+    )
+    .await;
+    let got = slack.wait_for(3, WAIT).await;
+    assert!(
+        got[2]["text"].as_str().unwrap().contains("UP"),
+        "{}",
+        got[2]
     );
 }
 
 #[tokio::test]
 async fn a_flapping_check_gets_one_notice_and_then_quiet() {
     let slack = SlackReceiver::start().await;
-    let w = spawn_watchdog_with(
+    let w = spawn_app(
         &default_checks("1h", "1h"),
         &notify_config(
             &slack,
@@ -228,7 +302,7 @@ async fn a_flapping_check_gets_one_notice_and_then_quiet() {
         fail_blue(&w, "flap").await;
         w.blue_ok("a1").await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.settled().await;
     let subjects = subjects_of(&slack.messages());
     let flapping = subjects.iter().filter(|s| s.contains("FLAPPING")).count();
     assert_eq!(flapping, 1, "{subjects:?}");
@@ -244,34 +318,38 @@ async fn a_flapping_check_gets_one_notice_and_then_quiet() {
 #[tokio::test]
 async fn reminders_repeat_while_a_check_stays_down() {
     let slack = SlackReceiver::start().await;
-    let w = spawn_watchdog_with(
+    let w = spawn_app(
         &default_checks("1h", "1h"),
-        &notify_config(&slack, None, "repeat = \"1s\""),
+        &notify_config(&slack, None, "repeat = \"1m\""),
     )
     .await;
     w.blue_ok("a1").await;
     fail_blue(&w, "still broken").await;
-    let got = slack.wait_for(3, WAIT).await;
-    let subjects = subjects_of(&got);
-    assert!(
-        subjects.iter().filter(|s| s.contains("STILL DOWN")).count() >= 2,
-        "{subjects:?}"
-    );
+    slack.wait_for(1, WAIT).await;
+    for n in 2..=3 {
+        w.advance(Duration::from_secs(61));
+        let got = slack.wait_for(n, WAIT).await;
+        assert!(
+            got[n - 1]["text"].as_str().unwrap().contains("STILL DOWN"),
+            "{:?}",
+            subjects_of(&got)
+        );
+    }
     w.blue_ok("a1").await;
-    let n = slack.wait_for(4, WAIT).await.len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    slack.wait_for(4, WAIT).await;
+    w.advance(Duration::from_secs(600));
+    // The timer looks again after the clock moved; give it its turn.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.settled().await;
     let after = subjects_of(&slack.messages());
-    assert!(
-        after.len() <= n + 1,
-        "reminders stop after recovery: {after:?}"
-    );
-    assert!(after.iter().any(|s| s.contains("UP")), "{after:?}");
+    assert_eq!(after.len(), 4, "reminders stop after recovery: {after:?}");
+    assert!(after[3].contains("UP"), "{after:?}");
 }
 
 #[tokio::test]
 async fn silences_suppress_alerts_and_show_on_the_event() {
     let slack = SlackReceiver::start().await;
-    let w = spawn_watchdog_with(
+    let w = spawn_app(
         &default_checks("1h", "1h"),
         &notify_config(&slack, None, ""),
     )
@@ -294,7 +372,7 @@ async fn silences_suppress_alerts_and_show_on_the_event() {
     fail_blue(&w, "during maintenance").await;
     assert_eq!(w.ping("/fail").await, 200);
     let got = slack.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    w.settled().await;
     assert_eq!(slack.messages().len(), 1, "only the unsilenced job alerted");
     assert!(
         got[0]["text"].as_str().unwrap().contains("job"),
@@ -315,7 +393,7 @@ async fn silences_suppress_alerts_and_show_on_the_event() {
 }
 
 #[tokio::test]
-async fn after_a_watchdog_restart_a_check_that_comes_back_at_once_raises_no_alert() {
+async fn after_a_watchdog_restart_a_check_whose_client_kept_going_leaves_no_trace() {
     let slack = SlackReceiver::start().await;
     let extra = format!(
         "startup_grace = \"3s\"\n{}",
@@ -326,10 +404,11 @@ async fn after_a_watchdog_restart_a_check_that_comes_back_at_once_raises_no_aler
     assert_eq!(w.ping("").await, 200);
     w.kill9();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = std::time::Instant::now();
     w.start().await;
     // Blue's agent was alive all along and keeps delivering; the job and the
     // checker (which never reported) were really silent.
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    let deadline = restarted + Duration::from_secs(6);
     while std::time::Instant::now() < deadline {
         w.blue_ok("a1").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -343,15 +422,15 @@ async fn after_a_watchdog_restart_a_check_that_comes_back_at_once_raises_no_aler
     );
     assert!(subjects[1].starts_with("[bgw] DOWN job"), "{subjects:?}");
     let events = w.events().await;
-    let quiet = events
+    let blue: Vec<_> = events
         .iter()
-        .filter(|e| {
-            e["check"] == "blue"
-                && e["silenced"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("watchdog restart")
-        })
-        .count();
-    assert_eq!(quiet, 2, "the down and the up both say why they were quiet");
+        .filter(|e| e["check"] == "blue" && (e["to"] == "down" || e["to"] == "late"))
+        .collect();
+    assert!(blue.is_empty(), "nothing recorded for blue: {blue:?}");
+    let log = w.log_text();
+    assert!(
+        !log.contains("blue DOWN") && !log.contains("blue LATE"),
+        "{log}"
+    );
+    assert!(log.contains("ALERT: job DOWN"), "{log}");
 }

@@ -16,11 +16,14 @@ use crate::state::Runtime;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+/// A check's own `late_at` and `down_at`, as they were.
+type CheckDeadlines = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The original deadlines of a check's parts that were not heard from yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     pub until: DateTime<Utc>,
-    check: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    check: Option<CheckDeadlines>,
     instances: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
 }
 
