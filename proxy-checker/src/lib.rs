@@ -80,10 +80,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     Ok(())
 }
 
-/// Retries while the watchdog is unreachable wait at most two intervals
-/// (between 1 s and 30 s), so delivery resumes soon after it is back.
+/// Retries while the watchdog is unreachable wait at most one interval
+/// (between 250 ms and 30 s): a restarted watchdog hears from the checker
+/// and the prober within one period, which is all the time it gives their
+/// checks before judging a deadline that passed while it was down.
 pub fn max_backoff(interval: Duration) -> Duration {
-    (interval * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    interval.clamp(Duration::from_millis(250), Duration::from_secs(30))
 }
 
 /// Completes on SIGTERM or SIGINT.

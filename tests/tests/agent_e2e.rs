@@ -253,3 +253,101 @@ async fn sigterm_is_a_planned_stop_that_raises_no_alert() {
         "{events:?}"
     );
 }
+
+/// `bgw-agent` (sidecar mode) for any service check.
+fn agent_for(w: &Watchdog, check: &str, token: &str, instance: &str, app_port: u16) -> Proc {
+    let mut cmd = Command::new(bin("bgw-agent"));
+    cmd.env_clear()
+        .env("BGW_WATCHDOG_URL", &w.base)
+        .env("BGW_TOKEN", token)
+        .args(["--check", check, "--color", check, "--instance", instance])
+        .args(["--interval", "1s"])
+        .arg("--app-url")
+        .arg(format!("http://127.0.0.1:{app_port}/ping"));
+    Proc::spawn(cmd)
+}
+
+#[tokio::test]
+async fn a_watchdog_restart_records_nothing_for_a_running_agent_and_alerts_a_killed_one_within_its_period_and_grace(
+) {
+    const GREEN_TOKEN: &str = "green-token-0123456789";
+    let slack = bgw_e2e::slack::SlackReceiver::start().await;
+    let checks = format!(
+        r#"
+[[check]]
+name = "blue"
+kind = "service"
+color = "blue"
+period = "1s"
+grace = "1s"
+token = "{BLUE_TOKEN}"
+
+[[check]]
+name = "green"
+kind = "service"
+color = "green"
+period = "1s"
+grace = "1s"
+token = "{GREEN_TOKEN}"
+"#
+    );
+    // The README's notification defaults: only the Slack webhook is set.
+    let notify = format!("[notify.slack]\nwebhook_url = \"{}\"\n", slack.url());
+    let mut w = bgw_e2e::watchdog::spawn_watchdog_with(&checks, &notify).await;
+    let (blue_port, green_port) = (free_port(), free_port());
+    let _apps = (testapp(blue_port), testapp(green_port));
+    let _blue = agent_for(&w, "blue", BLUE_TOKEN, "b1", blue_port);
+    let mut green = agent_for(&w, "green", GREEN_TOKEN, "g1", green_port);
+    w.wait_state("blue", "up").await;
+    w.wait_state("green", "up").await;
+
+    w.kill9();
+    green.0.kill().unwrap();
+    green.0.wait().unwrap();
+    let green_killed = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restart = chrono::Utc::now();
+    let restarted = Instant::now();
+    w.start().await;
+
+    let got = slack.wait_for(1, DEADLINE).await;
+    let alerted = restarted.elapsed();
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("[bgw] DOWN green"), "{text}");
+    println!(
+        "restart → DOWN green at Slack in {} ms",
+        alerted.as_millis()
+    );
+    assert!(
+        alerted < Duration::from_secs(3),
+        "within period + grace (+ 1 s) of the restart: {alerted:?}"
+    );
+    let events = w.events().await;
+    let down = events
+        .iter()
+        .find(|e| e["check"] == "green" && e["to"] == "down")
+        .expect("green's down");
+    let at = chrono::DateTime::parse_from_rfc3339(down["at"].as_str().unwrap()).unwrap();
+    assert!(
+        at > green_killed && at < restart,
+        "dated at its deadline, while the watchdog was down: {at}"
+    );
+    // Give the running agent's check its whole hold, and then some.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = w.events().await;
+    let blue: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["check"] == "blue"
+                && (e["to"] == "late" || e["to"] == "down" || e["data"]["change"] == "missing")
+        })
+        .collect();
+    assert!(blue.is_empty(), "nothing stored for blue: {blue:?}");
+    let log = w.log_text();
+    assert!(
+        !log.contains("blue DOWN") && !log.contains("blue LATE") && !log.contains("b1 missing"),
+        "{log}"
+    );
+    assert!(log.contains("ALERT: green DOWN"), "{log}");
+    assert_eq!(slack.messages().len(), 1, "only green's DOWN was sent");
+}
