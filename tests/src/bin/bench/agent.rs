@@ -6,8 +6,9 @@
 //!   accepts every heartbeat. Runs 60 s, or `BENCH_AGENT_SECS` seconds.
 //! - Crash to Slack: in wrapper mode, the time from the app's crash to the
 //!   `DOWN` message at a local Slack receiver, through the real
-//!   `bgw-watchdog` (`group_window = "0s"`: the default 2 s grouping window
-//!   would add 2 s), over `BENCH_AGENT_CRASHES` crashes (default 5).
+//!   `bgw-watchdog` with the README's notification defaults (the first alert
+//!   of a group never waits for `group_window`), over `BENCH_AGENT_CRASHES`
+//!   crashes (default 5).
 //!
 //! The agent measured is the one next to `bench`, or `BENCH_AGENT_BIN`.
 //!
@@ -30,9 +31,17 @@ use std::time::{Duration, Instant};
 /// steady-state figure excludes start-up (TLS roots, first connections).
 const WARM_UP: Duration = Duration::from_secs(3);
 
+/// `BENCH_AGENT_CRASHES` (default 5).
+pub fn crashes() -> anyhow::Result<usize> {
+    match std::env::var("BENCH_AGENT_CRASHES") {
+        Ok(v) => v.parse().context("BENCH_AGENT_CRASHES: expected a count"),
+        Err(_) => Ok(5),
+    }
+}
+
 pub async fn run() -> anyhow::Result<()> {
     footprint().await?;
-    crash_to_slack().await
+    crash_to_slack("README defaults", "", crashes()?).await
 }
 
 async fn footprint() -> anyhow::Result<()> {
@@ -135,12 +144,12 @@ async fn footprint() -> anyhow::Result<()> {
 }
 
 /// The app's crash (`POST /control/exit?code=1`) → the `DOWN` message at the
-/// Slack receiver, through the real watchdog, in wrapper mode.
-async fn crash_to_slack() -> anyhow::Result<()> {
-    let crashes: usize = match std::env::var("BENCH_AGENT_CRASHES") {
-        Ok(v) => v.parse().context("BENCH_AGENT_CRASHES: expected a count")?,
-        Err(_) => 5,
-    };
+/// Slack receiver, through the real watchdog, in wrapper mode, with the
+/// README's notification defaults (`policy` empty) or another `[notify]`
+/// policy. Each crash is of its own check, so none is judged flapping, and
+/// crashes are `group_window` apart, so each is the first of its group: an
+/// app that crashes is news, not a follow-up.
+pub async fn crash_to_slack(label: &str, policy: &str, crashes: usize) -> anyhow::Result<()> {
     let dir = std::env::current_exe()?
         .parent()
         .context("bench has no directory")?
@@ -150,28 +159,28 @@ async fn crash_to_slack() -> anyhow::Result<()> {
     sibling(&dir, "bgw-watchdog")?;
     let slack = SlackReceiver::start().await;
     // A 60 s deadline: only the agent's own `fail` can bring the alert early.
-    let checks = format!(
-        "[[check]]\nname = \"blue\"\nkind = \"service\"\ncolor = \"blue\"\n\
-         period = \"30s\"\ngrace = \"30s\"\ntoken = \"{BLUE_TOKEN}\"\n"
-    );
+    let mut checks = String::new();
+    for i in 0..crashes {
+        checks.push_str(&format!(
+            "[[check]]\nname = \"blue-{i}\"\nkind = \"service\"\ncolor = \"blue\"\n\
+             period = \"30s\"\ngrace = \"30s\"\ntoken = \"{BLUE_TOKEN}\"\n"
+        ));
+    }
     let notify = format!(
-        "[notify]\ngroup_window = \"0s\"\nflap_threshold = 1000\n\
-         [notify.slack]\nwebhook_url = \"{}\"\n",
+        "[notify]\n{policy}\n[notify.slack]\nwebhook_url = \"{}\"\n",
         slack.url()
     );
     let watchdog = spawn_watchdog_with(&checks, &notify).await;
-    println!(
-        "== agent: app crash in wrapper mode → Slack DOWN message ({crashes} crashes, real watchdog)"
-    );
     let mut latencies = Vec::with_capacity(crashes);
     for round in 0..crashes {
+        let check = format!("blue-{round}");
         let port = free_port()?;
         let mut agent = Killed(
             Command::new(&agent_bin)
                 .env_clear()
                 .env("BGW_TOKEN", BLUE_TOKEN)
                 .args(["--watchdog-url", &watchdog.base])
-                .args(["--check", "blue", "--color", "blue", "--instance", "bench"])
+                .args(["--check", &check, "--color", "blue", "--instance", "bench"])
                 .args(["--interval", "30s"])
                 .args(["--app-url", &format!("http://127.0.0.1:{port}/ping")])
                 .arg("--")
@@ -182,13 +191,9 @@ async fn crash_to_slack() -> anyhow::Result<()> {
                 .spawn()
                 .context("start bgw-agent")?,
         );
-        watchdog.wait_state("blue", "up").await;
-        // After the first round the recovery sends `UP`: wait for it, so the
-        // next message is the crash's.
-        let before = slack
-            .wait_for(2 * round, Duration::from_secs(20))
-            .await
-            .len();
+        watchdog.wait_state(&check, "up").await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let before = slack.messages().len();
         let crashed = Instant::now();
         reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/control/exit?code=1"))
@@ -200,24 +205,13 @@ async fn crash_to_slack() -> anyhow::Result<()> {
         if !text.contains("DOWN") {
             bail!("expected a DOWN message, got {text:?}");
         }
-        let latency = slack.received_at()[before].saturating_duration_since(crashed);
-        println!(
-            "   crash {}: DOWN at Slack after {} ms",
-            round + 1,
-            latency.as_millis()
-        );
-        latencies.push(latency);
+        latencies.push(slack.received_at()[before].saturating_duration_since(crashed));
         let _ = agent.0.wait();
     }
-    latencies.sort();
-    if let (Some(min), Some(max)) = (latencies.first(), latencies.last()) {
-        println!(
-            "   min {} ms, median {} ms, max {} ms (the crash request itself included)",
-            min.as_millis(),
-            latencies[latencies.len() / 2].as_millis(),
-            max.as_millis()
-        );
-    }
+    println!(
+        "   app crash (wrapper mode) -> Slack DOWN, {label}: {} (the crash request included)",
+        bgw_e2e::measure::percentiles(latencies)
+    );
     Ok(())
 }
 

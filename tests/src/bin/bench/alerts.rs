@@ -1,21 +1,49 @@
-//! Alert benchmarks through the real watchdog: the time from a state change
-//! to the message at a local Slack receiver and at a real SMTP server
-//! (aiosmtpd), and the outbox's throughput when 1,000 checks go down at the
-//! same deadline (500 of one color, grouped into one message; 500 ungrouped
-//! jobs). Prints figures; asserts nothing.
+//! Alert benchmarks through the real watchdog, with the README's
+//! notification defaults next to `group_window = "0s"`. Prints figures;
+//! asserts nothing.
+//!
+//! - app crash (wrapper mode) → Slack `DOWN`: the agent's event-driven
+//!   `fail`, over `BENCH_ALERT_EVENTS` crashes (default 50);
+//! - a missed `down` deadline → Slack and → SMTP (aiosmtpd): heartbeat
+//!   jobs pinged 100 ms apart, each judged at its own deadline, over
+//!   `BENCH_ALERT_EVENTS` deadlines;
+//! - 1,000 checks down at one deadline (500 blue and 500 green services):
+//!   when the first message of each color arrives, when every member has
+//!   been named, and how many messages each channel got.
 
 use anyhow::{bail, Context};
 use bgw_e2e::measure::percentiles;
 use bgw_e2e::slack::SlackReceiver;
 use bgw_e2e::smtp::{SmtpOptions, SmtpSink};
-use bgw_e2e::watchdog::{spawn_watchdog_with, Watchdog, JOB_UUID};
+use bgw_e2e::watchdog::{spawn_watchdog_with, Watchdog};
+use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+const CONFIGS: [(&str, &str); 2] = [
+    ("README defaults", ""),
+    ("group_window = 0s", "group_window = \"0s\""),
+];
+
+fn events() -> anyhow::Result<usize> {
+    match std::env::var("BENCH_ALERT_EVENTS") {
+        Ok(v) => v.parse().context("BENCH_ALERT_EVENTS: expected a count"),
+        Err(_) => Ok(50),
+    }
+}
 
 pub async fn run() -> anyhow::Result<()> {
     println!("== alerts (through the watchdog's outbox)");
-    latency().await?;
-    burst(500, 500).await?;
+    let n = events()?;
+    for (label, policy) in CONFIGS {
+        super::agent::crash_to_slack(label, policy, n).await?;
+    }
+    for (label, policy) in CONFIGS {
+        deadlines(label, policy, n).await?;
+    }
+    for (label, policy) in CONFIGS {
+        burst(label, policy, 500).await?;
+    }
     Ok(())
 }
 
@@ -27,119 +55,162 @@ fn channels(slack: &SlackReceiver, smtp: &SmtpSink, policy: &str) -> String {
     )
 }
 
-async fn latency() -> anyhow::Result<()> {
-    let slack = SlackReceiver::start().await;
-    let smtp = SmtpSink::start(SmtpOptions::default()).await;
-    let checks = format!(
-        "[[check]]\nname = \"job\"\nkind = \"heartbeat\"\nuuid = \"{JOB_UUID}\"\nperiod = \"1h\"\ngrace = \"1h\"\n"
-    );
-    let w = spawn_watchdog_with(
-        &checks,
-        &channels(&slack, &smtp, "flap_threshold = 100000\nrepeat = \"0s\""),
-    )
-    .await;
-    let rounds = 40;
-    let mut to_slack = Vec::new();
-    let mut to_email = Vec::new();
-    for i in 0..rounds {
-        // Alternate down and up: every ping is a state change.
-        let suffix = if i % 2 == 0 { "/fail" } else { "" };
-        let sent = Instant::now();
-        let sent_wall = SystemTime::now();
-        if w.ping(suffix).await != 200 {
-            bail!("ping failed");
-        }
-        let n = i + 1;
-        slack.wait_for(n, Duration::from_secs(10)).await;
-        to_slack.push(slack.received_at()[i].duration_since(sent));
-        let mails = smtp.wait_for(n, Duration::from_secs(10)).await;
-        let got = mails[i].received_at();
-        to_email.push(got.duration_since(sent_wall).unwrap_or_default());
+/// Maps the receivers' `Instant`s to wall-clock time.
+struct Anchor(Instant, DateTime<Utc>);
+
+impl Anchor {
+    fn now() -> Anchor {
+        Anchor(Instant::now(), Utc::now())
     }
-    println!(
-        "   state change -> Slack receiver: {}",
-        percentiles(to_slack)
-    );
-    println!(
-        "   state change -> SMTP server (aiosmtpd): {}",
-        percentiles(to_email)
-    );
-    Ok(())
+
+    fn wall(&self, at: Instant) -> DateTime<Utc> {
+        self.1 + (at - self.0)
+    }
 }
 
-async fn burst(colored: usize, jobs: usize) -> anyhow::Result<()> {
+fn after(at: DateTime<Utc>, deadline: DateTime<Utc>) -> Duration {
+    (at - deadline).to_std().unwrap_or_default()
+}
+
+async fn down_events(w: &Watchdog) -> anyhow::Result<Vec<serde_json::Value>> {
+    let (_, body) = w.admin_get("/api/v1/events?since=0&limit=10000").await;
+    Ok(body["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter(|e| e["to"] == "down")
+        .cloned()
+        .collect())
+}
+
+fn at_of(e: &serde_json::Value) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(e["at"].as_str().context("at")?)?.to_utc())
+}
+
+/// Jobs pinged 100 ms apart, each missing its own `down` deadline.
+async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
     let mut checks = String::new();
-    for i in 0..colored {
+    for i in 0..n {
         let _ = writeln!(
             checks,
-            "[[check]]\nname = \"blue-{i}\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"3s\"\ngrace = \"0s\"\ntoken = \"t\""
+            "[[check]]\nname = \"job-{i}\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-4000-8000-{i:012}\"\nperiod = \"2s\"\ngrace = \"0s\""
         );
     }
-    for i in 0..jobs {
-        let _ = writeln!(
-            checks,
-            "[[check]]\nname = \"job-{i}\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-4000-8000-{i:012}\"\nperiod = \"3s\"\ngrace = \"0s\""
-        );
+    let w = spawn_watchdog_with(&checks, &channels(&slack, &smtp, policy)).await;
+    let anchor = Anchor::now();
+    for i in 0..n {
+        let url = format!("{}/ping/00000000-0000-4000-8000-{i:012}", w.base);
+        if !w.http.get(&url).send().await?.status().is_success() {
+            bail!("ping failed");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let w: Watchdog = spawn_watchdog_with(
+    slack.wait_for(n, Duration::from_secs(60)).await;
+    smtp.wait_for(n, Duration::from_secs(60)).await;
+    let downs = down_events(&w).await?;
+    let deadline_of = |check: &str| -> Option<DateTime<Utc>> {
+        downs
+            .iter()
+            .find(|e| e["check"] == check)
+            .and_then(|e| at_of(e).ok())
+    };
+    let mut to_slack = Vec::new();
+    for (m, at) in slack.messages().iter().zip(slack.received_at()) {
+        let text = m["text"].as_str().unwrap_or("");
+        if let Some(check) = text.strip_prefix("[bgw] DOWN ").and_then(|t| t.split_whitespace().next()) {
+            if let Some(d) = deadline_of(check) {
+                to_slack.push(after(anchor.wall(at), d));
+            }
+        }
+    }
+    let mut to_email = Vec::new();
+    for mail in smtp.messages() {
+        if let Some(check) = mail.subject.strip_prefix("[bgw] DOWN ") {
+            if let Some(d) = deadline_of(check) {
+                let got: DateTime<Utc> = mail.received_at().into();
+                to_email.push(after(got, d));
+            }
+        }
+    }
+    println!("   down deadline -> Slack, {label}: {}", percentiles(to_slack));
+    println!("   down deadline -> SMTP,  {label}: {}", percentiles(to_email));
+    Ok(())
+}
+
+/// `per_color` blue and `per_color` green services down at one deadline.
+async fn burst(label: &str, policy: &str, per_color: usize) -> anyhow::Result<()> {
+    let slack = SlackReceiver::start().await;
+    let smtp = SmtpSink::start(SmtpOptions::default()).await;
+    let mut checks = String::new();
+    for color in ["blue", "green"] {
+        for i in 0..per_color {
+            let _ = writeln!(
+                checks,
+                "[[check]]\nname = \"{color}-{i}\"\nkind = \"service\"\ncolor = \"{color}\"\nperiod = \"3s\"\ngrace = \"0s\"\ntoken = \"bench-token-0123456789\""
+            );
+        }
+    }
+    let w = spawn_watchdog_with(
         &checks,
-        &format!(
-            "rate_limit = 0\n{}",
-            channels(&slack, &smtp, "repeat = \"0s\"")
-        ),
+        &format!("rate_limit = 0\n{}", channels(&slack, &smtp, policy)),
     )
     .await;
-    let expected = 1 + jobs;
-    let started = Instant::now();
-    let limit = Duration::from_secs(120);
-    let slack_done = async {
-        let t0 = Instant::now();
-        while slack.messages().len() < expected && t0.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let anchor = Anchor::now();
+    let expected = 2 * per_color * 2; // one row per check and channel
+    let limit = Instant::now() + Duration::from_secs(120);
+    let rows = loop {
+        let (_, body) = w.admin_get("/api/v1/notifications?limit=10000").await;
+        let rows = body["notifications"].as_array().cloned().unwrap_or_default();
+        let sent = rows
+            .iter()
+            .filter(|r| r["state"] == "delivered" || r["state"] == "merged")
+            .count();
+        if sent >= expected || Instant::now() > limit {
+            break rows;
         }
-        Instant::now()
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let email_done = async {
-        let t0 = Instant::now();
-        while smtp.messages().len() < expected && t0.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Instant::now()
+    // When the last row of a color was sent on `channel`: every member named.
+    let named = |color: &str, channel: &str| -> Option<DateTime<Utc>> {
+        rows.iter()
+            .filter(|r| r["channel"] == channel)
+            .filter(|r| r["subject"].as_str().unwrap_or("").starts_with(&format!("[bgw] DOWN {color}-")))
+            .filter_map(|r| r["delivered_at"].as_str())
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok().map(|t| t.to_utc()))
+            .max()
     };
-    let (slack_at, email_at) = tokio::join!(slack_done, email_done);
-    // The deadline: 3 s after the checks were created at start.
-    let (_, body) = w.admin_get("/api/v1/events?since=0&limit=10000").await;
-    let events = body["events"].as_array().cloned().unwrap_or_default();
-    let first_down = events
+    let downs = down_events(&w).await?;
+    let deadline = downs
         .iter()
-        .find(|e| e["to"] == "down")
-        .and_then(|e| e["at"].as_str())
+        .filter_map(|e| at_of(e).ok())
+        .min()
         .context("no down event")?;
-    let deadline = chrono::DateTime::parse_from_rfc3339(first_down)?;
-    let since_deadline = |at: Instant| {
-        let wall = chrono::Utc::now() - (Instant::now() - at);
-        (wall - deadline.to_utc()).num_milliseconds() as f64 / 1000.0
+    let first = |color: &str| {
+        slack
+            .messages()
+            .iter()
+            .zip(slack.received_at())
+            .find(|(m, _)| m["text"].as_str().unwrap_or("").starts_with(&format!("[bgw] DOWN {color}")))
+            .map(|(_, at)| after(anchor.wall(at), deadline))
     };
-    let grouped = slack
-        .messages()
-        .iter()
-        .filter(|m| {
-            m["text"]
-                .as_str()
-                .unwrap_or("")
-                .contains(&format!("{colored} checks of blue"))
-        })
-        .count();
+    let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{} ms", d.as_millis()));
+    w.settled().await;
+    let all = |channel: &str| {
+        ms(named("blue", channel)
+            .max(named("green", channel))
+            .map(|at| after(at, deadline)))
+    };
     println!(
-        "   {} checks down at one deadline ({colored} blue services, {jobs} jobs): Slack got {} messages ({grouped} grouped for blue) {:.2}s after the deadline; email got {} {:.2}s after; run took {:.1}s",
-        colored + jobs,
+        "   {} services down at one deadline, {label}: first Slack message blue {}, green {}; every member named: Slack {}, email {}; messages: Slack {}, email {}",
+        2 * per_color,
+        ms(first("blue")),
+        ms(first("green")),
+        all("slack"),
+        all("email"),
         slack.messages().len(),
-        since_deadline(slack_at),
         smtp.messages().len(),
-        since_deadline(email_at),
-        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
