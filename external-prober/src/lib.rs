@@ -18,9 +18,9 @@ pub mod round;
 pub mod settings;
 pub mod state;
 
-use bgw_checker::delivery::{join, Delivery, Endpoint};
-use bgw_checker::probe::HttpProber;
-use bgw_checker::rounds::Rounds;
+use bgw_reporter::delivery::{join, max_backoff, Delivery, Endpoint};
+use bgw_reporter::probe::HttpProber;
+use bgw_reporter::rounds::Rounds;
 use bgw_notify::{Channel, Kind, Notification, SendError};
 use bgw_wire::{Color, Report, Target};
 use chrono::{DateTime, Utc};
@@ -73,7 +73,7 @@ impl Durable {
         std::fs::create_dir_all(state_dir)?;
         let outbox = Outbox::open(state_dir.join("outbox"))?;
         let probe = state_dir.join(".writable");
-        outbox::write_atomic(&probe, b"ok")?;
+        bgw_reporter::write_atomic(&probe, b"ok")?;
         std::fs::remove_file(&probe)?;
         Ok(Durable {
             state: StateFile::new(state_dir),
@@ -280,7 +280,7 @@ pub async fn run(
         settings.token.clone(),
         settings.timeout,
     )?;
-    let reports = Delivery::spawn(endpoint, bgw_checker::max_backoff(settings.interval));
+    let reports = Delivery::spawn(endpoint, max_backoff(settings.interval));
     let mut accepted = reports.accepted();
     let channel_names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     tracing::info!(
@@ -313,7 +313,7 @@ pub async fn run(
                 async move { round.run().await }
             }) => {
                 let outcome = finished.outcome;
-                bgw_checker::log_seed_lines!("bgw_prober::probe", &outcome.results, settings.threshold);
+                bgw_reporter::log_seed_lines!("bgw_prober::probe", &outcome.results, settings.threshold);
                 if finished.newest {
                     if let Some(public) = outcome.results.iter().find(|r| r.target == Target::Public) {
                         live = public.color.or(live);

@@ -9,7 +9,7 @@
 //! neither lost nor delivered twice.
 
 use crate::outage::WatchState;
-use crate::outbox::write_atomic;
+use bgw_reporter::write_atomic;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

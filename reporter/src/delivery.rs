@@ -111,6 +111,12 @@ pub fn join(base: &reqwest::Url, rest: &str) -> reqwest::Url {
     url
 }
 
+/// Retries while the watchdog is unreachable wait at most two intervals
+/// (between 1 s and 30 s), so delivery resumes soon after it is back.
+pub fn max_backoff(interval: Duration) -> Duration {
+    (interval * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
 /// Handle of the delivery task.
 pub struct Delivery {
     pending: watch::Sender<Option<Report>>,
@@ -206,6 +212,13 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_backoff_is_two_intervals_between_one_and_thirty_seconds() {
+        assert_eq!(max_backoff(Duration::from_secs(5)), Duration::from_secs(10));
+        assert_eq!(max_backoff(Duration::from_millis(200)), Duration::from_secs(1));
+        assert_eq!(max_backoff(Duration::from_secs(60)), Duration::from_secs(30));
+    }
 
     #[test]
     fn join_keeps_a_path_prefix() {
