@@ -22,10 +22,10 @@ pub mod round;
 pub mod settings;
 pub mod state;
 
+use bgw_notify::{Channel, Kind, Notification, SendError};
 use bgw_reporter::delivery::{join, max_backoff, Delivery, Endpoint};
 use bgw_reporter::probe::HttpProber;
 use bgw_reporter::rounds::Rounds;
-use bgw_notify::{Channel, Kind, Notification, SendError};
 use bgw_wire::{Color, Report, Target};
 use chrono::{DateTime, Utc};
 use deliver::{Failure, Sink};

@@ -87,7 +87,10 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(text.ends_with("give each prober its own state_dir"), "{text}");
+        assert!(
+            text.ends_with("give each prober its own state_dir"),
+            "{text}"
+        );
         drop(held);
         StateLock::acquire(dir.path()).expect("free again once the holder is gone");
     }

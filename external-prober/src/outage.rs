@@ -313,10 +313,17 @@ mod tests {
         assert_eq!(resumed, WatchState::new(t(100)));
         assert_eq!(resumed.deadline(SILENCE), Some(t(130)));
         let (state, alerts) = run(resumed, &[(100, false), (101, false), (129, false)]);
-        assert!(alerts.is_empty(), "DOWN for the prober's own downtime: {alerts:?}");
+        assert!(
+            alerts.is_empty(),
+            "DOWN for the prober's own downtime: {alerts:?}"
+        );
         let (_, alerts) = run(state, &[(130, false)]);
         assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].at, t(130), "dated from the start, not the old answer");
+        assert_eq!(
+            alerts[0].at,
+            t(130),
+            "dated from the start, not the old answer"
+        );
         assert_eq!(
             alerts[0].reason,
             "watchdog silent for 30s: connection refused"

@@ -7,9 +7,9 @@
 //! rename, fsync of the directory), so a crash leaves either the old content
 //! or the new, never half a file.
 
+use bgw_reporter::atomic_file::{write_atomic, TMP_SUFFIX};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use bgw_reporter::atomic_file::{write_atomic, TMP_SUFFIX};
 use std::path::{Path, PathBuf};
 
 /// One pending delivery.

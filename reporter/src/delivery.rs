@@ -216,8 +216,14 @@ mod tests {
     #[test]
     fn max_backoff_is_two_intervals_between_one_and_thirty_seconds() {
         assert_eq!(max_backoff(Duration::from_secs(5)), Duration::from_secs(10));
-        assert_eq!(max_backoff(Duration::from_millis(200)), Duration::from_secs(1));
-        assert_eq!(max_backoff(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(
+            max_backoff(Duration::from_millis(200)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            max_backoff(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -55,10 +55,7 @@ pub fn parse_live(path: &Path, text: &str) -> LiveState {
         Some(c) => LiveState::Live(c),
         None => {
             let shown: String = text.trim().chars().take(40).collect();
-            LiveState::Invalid(format!(
-                "live_file {} holds {shown:?}",
-                path.display()
-            ))
+            LiveState::Invalid(format!("live_file {} holds {shown:?}", path.display()))
         }
     }
 }

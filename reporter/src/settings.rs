@@ -166,7 +166,10 @@ mod tests {
     fn token_file_is_read_and_trimmed_and_excludes_token() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "from-file\nsecond line\n").unwrap();
-        assert_eq!(token(None, Some(f.path())).unwrap().expose_secret(), "from-file");
+        assert_eq!(
+            token(None, Some(f.path())).unwrap().expose_secret(),
+            "from-file"
+        );
         let e = token(Some("a".into()), Some(f.path())).unwrap_err();
         assert!(e.to_string().contains("not both"));
         let e = token(None, Some(Path::new("/nonexistent/token"))).unwrap_err();
@@ -178,7 +181,9 @@ mod tests {
     #[test]
     fn only_http_urls_with_a_host_are_accepted() {
         assert_eq!(
-            http_url("watchdog_url", " http://127.0.0.1:8700 ").unwrap().as_str(),
+            http_url("watchdog_url", " http://127.0.0.1:8700 ")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:8700/"
         );
         for bad in ["ftp://x", "127.0.0.1:8700", "http://"] {
@@ -192,7 +197,11 @@ mod tests {
         let (i, t, th) = timing(None, None, None).unwrap();
         assert_eq!(
             (i, t, th),
-            (Duration::from_secs(5), Duration::from_secs(30), Duration::from_millis(2000))
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_millis(2000)
+            )
         );
         let e = timing(Some(HumanDuration(Duration::ZERO)), None, None).unwrap_err();
         assert_eq!(e.to_string(), "key `interval`: must be more than 0");

@@ -185,7 +185,11 @@ impl Setup {
             "{why}: {:?}",
             self.slack.messages()
         );
-        assert!(self.smtp.messages().is_empty(), "{why}: {:?}", subjects(&self.smtp));
+        assert!(
+            self.smtp.messages().is_empty(),
+            "{why}: {:?}",
+            subjects(&self.smtp)
+        );
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -282,9 +286,7 @@ async fn a_restart_in_the_middle_of_a_real_outage_sends_one_down_and_one_up_in_a
     s.w.wait_state("prober", "up").await;
 
     s.w.kill9();
-    s.slack
-        .wait_for(1, Duration::from_secs(15))
-        .await;
+    s.slack.wait_for(1, Duration::from_secs(15)).await;
     s.smtp.wait_for(1, Duration::from_secs(15)).await;
     s.outbox_drained().await;
     first.kill9();
@@ -294,7 +296,11 @@ async fn a_restart_in_the_middle_of_a_real_outage_sends_one_down_and_one_up_in_a
     let second = start_prober(&s.config, "second");
     second.wait_stderr("restored").await;
     tokio::time::sleep(SILENCE * 2).await;
-    assert_eq!(count(&s.slack, "DOWN watchdog"), 1, "DOWN repeated after the restart");
+    assert_eq!(
+        count(&s.slack, "DOWN watchdog"),
+        1,
+        "DOWN repeated after the restart"
+    );
     assert_eq!(subjects(&s.smtp), vec!["[bgw] DOWN watchdog"]);
 
     s.w.start().await;
@@ -328,7 +334,10 @@ async fn a_second_prober_on_the_same_state_dir_refuses_to_start() {
         "{err}"
     );
     // The first one is unharmed and still reports.
-    assert!(first.child.try_wait().unwrap().is_none(), "the first prober died");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the first prober died"
+    );
     s.w.wait_state("prober", "up").await;
 
     // Once it is gone (even by kill -9), the directory is free again.
@@ -336,7 +345,11 @@ async fn a_second_prober_on_the_same_state_dir_refuses_to_start() {
     let mut third = start_prober(&s.config, "third");
     third.wait_stderr("bgw-prober started").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(third.child.try_wait().unwrap().is_none(), "{}", third.stderr());
+    assert!(
+        third.child.try_wait().unwrap().is_none(),
+        "{}",
+        third.stderr()
+    );
     assert_eq!(third.terminate(), Some(0));
     s.assert_silent("no alert from any of them");
 }
@@ -369,8 +382,7 @@ async fn a_state_file_from_another_watchdog_url_is_ignored() {
     assert!(!prober.stderr().contains("restored"), "{}", prober.stderr());
     // The state now belongs to the configured watchdog.
     let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.state_dir().join("state.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(s.state_dir().join("state.json")).unwrap()).unwrap();
     assert_eq!(saved["watchdog_url"], format!("{}/", s.w.base));
     assert_eq!(saved["watch"]["outage"], serde_json::Value::Null);
 }
