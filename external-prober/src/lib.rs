@@ -7,25 +7,30 @@
 //! watchdog answers again.
 //!
 //! The decision is [`outage::observe`] (pure); alerts go through the disk
-//! [`outbox`] in `state_dir`, and the silence survives restarts in
+//! [`outbox`] in `state_dir`, and a raised outage survives restarts in
 //! [`state`], so a prober killed mid-outage neither repeats nor loses its
-//! DOWN.
+//! DOWN. Silence counts only while the prober runs ([`outage::resume`]): a
+//! prober that was stopped gives the watchdog `silence_after` from its new
+//! start. The state belongs to one watchdog (its URL is recorded) and
+//! `state_dir` to one running prober ([`lock`]).
 
 pub mod deliver;
+pub mod lock;
 pub mod outage;
 pub mod outbox;
 pub mod round;
 pub mod settings;
 pub mod state;
 
-use bgw_checker::delivery::{join, Delivery, Endpoint};
-use bgw_checker::probe::HttpProber;
-use bgw_checker::rounds::Rounds;
 use bgw_notify::{Channel, Kind, Notification, SendError};
+use bgw_reporter::delivery::{join, max_backoff, Delivery, Endpoint};
+use bgw_reporter::probe::HttpProber;
+use bgw_reporter::rounds::Rounds;
 use bgw_wire::{Color, Report, Target};
 use chrono::{DateTime, Utc};
 use deliver::{Failure, Sink};
-use outage::{observe, WatchState};
+use lock::{StateDirError, StateLock};
+use outage::{observe, resume, WatchState};
 use outbox::{Entry, Outbox};
 use settings::Settings;
 use state::{Saved, StateFile};
@@ -60,24 +65,32 @@ impl Sink for ChannelSink {
     }
 }
 
-/// The prober's files in `state_dir`: `state.json` and `outbox/`.
-#[derive(Debug, Clone)]
+/// The prober's files in `state_dir`: `lock`, `state.json` and `outbox/`,
+/// held by this prober alone for as long as it lives.
+#[derive(Debug)]
 pub struct Durable {
     pub state: StateFile,
     pub outbox: Outbox,
+    _lock: StateLock,
 }
 
 impl Durable {
-    /// Creates `state_dir` and its outbox if needed, and checks it is writable.
-    pub fn open(state_dir: &Path) -> std::io::Result<Durable> {
+    /// Creates `state_dir` and its outbox if needed, takes the directory's
+    /// lock (refused while another prober holds it), and checks it is
+    /// writable.
+    pub fn open(state_dir: &Path) -> Result<Durable, StateDirError> {
         std::fs::create_dir_all(state_dir)?;
+        // First the lock: opening the outbox sweeps temporary files, which
+        // must not be another running prober's.
+        let lock = StateLock::acquire(state_dir)?;
         let outbox = Outbox::open(state_dir.join("outbox"))?;
         let probe = state_dir.join(".writable");
-        outbox::write_atomic(&probe, b"ok")?;
+        bgw_reporter::write_atomic(&probe, b"ok")?;
         std::fs::remove_file(&probe)?;
         Ok(Durable {
             state: StateFile::new(state_dir),
             outbox,
+            _lock: lock,
         })
     }
 }
@@ -99,12 +112,20 @@ struct Alerter {
     deliveries: JoinSet<()>,
     watch: WatchState,
     silence_after: Duration,
+    /// Recorded in the state: the state is about this watchdog only.
+    watchdog_url: reqwest::Url,
 }
 
 impl Alerter {
-    /// Restores the saved state, finishes an alert a crash interrupted, and
+    /// Restores the saved state (when it is about `watchdog_url`), resumes
+    /// watching ([`resume`]), finishes an alert a crash interrupted, and
     /// resumes every pending delivery.
-    fn start(durable: Durable, channels: Vec<Channel>, silence_after: Duration) -> Alerter {
+    fn start(
+        durable: Durable,
+        channels: Vec<Channel>,
+        silence_after: Duration,
+        watchdog_url: &reqwest::Url,
+    ) -> Alerter {
         let sinks = channels
             .into_iter()
             .map(|c| (c.name().to_string(), Arc::new(ChannelSink(c))))
@@ -119,29 +140,45 @@ impl Alerter {
                 None
             }
         };
+        let saved = match saved {
+            Some(saved) if !saved.is_about(watchdog_url) => {
+                tracing::warn!(
+                    state = %durable.state.path().display(),
+                    saved_for = saved.watchdog_url.as_deref().unwrap_or(""),
+                    watchdog = %watchdog_url,
+                    "saved state is about another watchdog; ignoring it and starting afresh"
+                );
+                None
+            }
+            saved => saved,
+        };
+        let (watch, enqueuing) = match saved {
+            Some(saved) => (Some(saved.watch), saved.enqueuing),
+            None => (None, None),
+        };
+        if let Some(outage) = watch.as_ref().and_then(|w| w.outage.as_ref()) {
+            tracing::warn!(down_since = %outage.down_at, "restored: the watchdog was silent when the prober stopped");
+        }
         let mut alerter = Alerter {
             durable,
             sinks,
             deliveries: JoinSet::new(),
-            watch: WatchState::new(now),
+            watch: resume(watch, now),
             silence_after,
+            watchdog_url: watchdog_url.clone(),
         };
-        if let Some(saved) = saved {
-            if let Some(outage) = &saved.watch.outage {
-                tracing::warn!(down_since = %outage.down_at, "restored: the watchdog was silent when the prober stopped");
-            }
-            alerter.watch = saved.watch;
-            if let Some((key, n)) = saved.enqueuing {
-                alerter.write_outbox(&key, &n);
-                alerter.save(None);
-            }
+        if let Some((key, n)) = enqueuing {
+            alerter.write_outbox(&key, &n);
         }
+        // Records the watchdog and the resumed state at once.
+        alerter.save(None);
         alerter.resume();
         alerter
     }
 
     fn save(&self, enqueuing: Option<(String, Notification)>) {
         let saved = Saved {
+            watchdog_url: Some(self.watchdog_url.to_string()),
             watch: self.watch.clone(),
             enqueuing,
         };
@@ -222,10 +259,12 @@ impl Alerter {
     ) {
         let (next, notification) = observe(&self.watch, answered, error, now, self.silence_after);
         let notification = notification.map(|n| Notification { live, ..n });
-        let changed = next != self.watch;
+        // Only a raised or ended outage outlives a restart; a new answer
+        // need not be written (see `resume`).
+        let outage_changed = next.outage != self.watch.outage;
         self.watch = next;
         let Some(n) = notification else {
-            if changed {
+            if outage_changed {
                 self.save(None);
             }
             return;
@@ -280,7 +319,7 @@ pub async fn run(
         settings.token.clone(),
         settings.timeout,
     )?;
-    let reports = Delivery::spawn(endpoint, bgw_checker::max_backoff(settings.interval));
+    let reports = Delivery::spawn(endpoint, max_backoff(settings.interval));
     let mut accepted = reports.accepted();
     let channel_names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     tracing::info!(
@@ -292,7 +331,12 @@ pub async fn run(
         state_dir = %settings.state_dir.display(),
         "bgw-prober started"
     );
-    let mut alerter = Alerter::start(durable, channels, settings.silence_after);
+    let mut alerter = Alerter::start(
+        durable,
+        channels,
+        settings.silence_after,
+        &settings.watchdog_url,
+    );
 
     // Rounds overlap, so a watchdog that hangs until `timeout` does not
     // delay the reports of the public endpoint (nor the silence deadline).
@@ -313,7 +357,7 @@ pub async fn run(
                 async move { round.run().await }
             }) => {
                 let outcome = finished.outcome;
-                bgw_checker::log_seed_lines!("bgw_prober::probe", &outcome.results, settings.threshold);
+                bgw_reporter::log_seed_lines!("bgw_prober::probe", &outcome.results, settings.threshold);
                 if finished.newest {
                     if let Some(public) = outcome.results.iter().find(|r| r.target == Target::Public) {
                         live = public.color.or(live);

@@ -2,11 +2,11 @@
 //! [`bgw_prober::run`] until SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on
 //! a bad configuration, 1 on any other failure.
 
-use bgw_checker::cli::{self, Common, Timing};
-use bgw_checker::settings::Overrides;
-use bgw_checker::telemetry;
 use bgw_notify::Channel;
 use bgw_prober::settings::{self, Settings};
+use bgw_reporter::cli::{self, Common, Timing};
+use bgw_reporter::settings::Overrides;
+use bgw_reporter::telemetry;
 use clap::Parser;
 use std::process::ExitCode;
 

@@ -3,9 +3,14 @@
 //! The watchdog "answers" when its `/healthz` returns 200 or it accepts a
 //! report. When it has not answered for `silence_after`, the prober raises
 //! one DOWN; when it answers again, one UP. [`observe`] decides, from the
-//! state and the time, with no clock and no I/O of its own; the state is
-//! stored on disk after every change, so a restart neither repeats a DOWN nor
-//! forgets one.
+//! state and the time, with no clock and no I/O of its own.
+//!
+//! Silence counts only while the prober itself runs: the prober cannot
+//! vouch for what it did not watch. After a start, [`resume`] gives the
+//! watchdog a full `silence_after` from that start, whatever the saved state
+//! says of the past; only an outage already raised carries over (stored on
+//! disk when it is raised and when it ends), so a restart neither repeats a
+//! DOWN nor forgets to send its UP.
 
 use bgw_notify::{Kind, Notification};
 use bgw_wire::{format_duration, HumanDuration};
@@ -15,7 +20,8 @@ use std::time::Duration;
 /// What the prober knows about the watchdog's silence.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WatchState {
-    /// The last time the watchdog answered (at first start: the start).
+    /// Silence counts from here: the last time the watchdog answered, or
+    /// the prober's own start when it has not answered since.
     pub last_answer: DateTime<Utc>,
     /// Set while a DOWN has been raised and no UP since.
     pub outage: Option<Outage>,
@@ -45,6 +51,25 @@ impl WatchState {
             Some(_) => None,
             None => Some(self.last_answer + chrono_duration(silence_after)),
         }
+    }
+}
+
+/// The state a prober (re)started at `now` watches with, given what it
+/// saved before it stopped (`None` on a first start, or when the saved state
+/// is about another watchdog).
+///
+/// - An outage already raised stays raised: no second DOWN, and the UP
+///   (with the silence counted from the last answer before it) still comes.
+/// - Otherwise the watchdog has `silence_after` from `now`: the time the
+///   prober was not running is not the watchdog's silence.
+pub fn resume(saved: Option<WatchState>, now: DateTime<Utc>) -> WatchState {
+    match saved {
+        Some(state) if state.outage.is_some() => state,
+        Some(state) => WatchState {
+            last_answer: now.max(state.last_answer),
+            outage: None,
+        },
+        None => WatchState::new(now),
     }
 }
 
@@ -277,6 +302,56 @@ mod tests {
         let (_, alerts) = run(restored, &[(300, false), (600, false), (610, true)]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, Kind::Up);
+    }
+
+    #[test]
+    fn a_restart_gives_the_watchdog_silence_after_from_the_start_whatever_was_saved() {
+        // Saved at t(0) when the watchdog last answered; the prober was then
+        // stopped for 100 s, far longer than silence_after.
+        let saved = WatchState::new(t(0));
+        let resumed = resume(Some(saved), t(100));
+        assert_eq!(resumed, WatchState::new(t(100)));
+        assert_eq!(resumed.deadline(SILENCE), Some(t(130)));
+        let (state, alerts) = run(resumed, &[(100, false), (101, false), (129, false)]);
+        assert!(
+            alerts.is_empty(),
+            "DOWN for the prober's own downtime: {alerts:?}"
+        );
+        let (_, alerts) = run(state, &[(130, false)]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].at,
+            t(130),
+            "dated from the start, not the old answer"
+        );
+        assert_eq!(
+            alerts[0].reason,
+            "watchdog silent for 30s: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_restart_right_after_an_answer_counts_from_the_start_too() {
+        // The saved last answer is later than the start (clock skew, or a
+        // start within the same second): time never goes back.
+        let resumed = resume(Some(WatchState::new(t(50))), t(40));
+        assert_eq!(resumed.last_answer, t(50));
+        assert_eq!(resume(None, t(40)), WatchState::new(t(40)));
+    }
+
+    #[test]
+    fn a_restart_during_a_raised_outage_keeps_it_one_outage() {
+        let (saved, alerts) = run(WatchState::new(t(0)), &[(30, false)]);
+        assert_eq!(alerts.len(), 1);
+        let resumed = resume(Some(saved.clone()), t(500));
+        assert_eq!(resumed, saved, "the raised outage carries over");
+        let (_, alerts) = run(resumed, &[(501, false), (900, false), (910, true)]);
+        let kinds: Vec<Kind> = alerts.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, vec![Kind::Up], "no second DOWN, and the UP comes");
+        assert_eq!(
+            alerts[0].down_for,
+            Some(HumanDuration(Duration::from_secs(910)))
+        );
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! the channel took it. A prober killed at any point finds its undelivered
 //! alerts there at the next start.
 //!
-//! Every file is written atomically (temporary file, fsync, rename, fsync
-//! of the directory), so a crash leaves either the old content or the new,
-//! never half a file.
+//! Every file is written with [`write_atomic`] (temporary file, fsync,
+//! rename, fsync of the directory), so a crash leaves either the old content
+//! or the new, never half a file.
 
+use bgw_reporter::atomic_file::{write_atomic, TMP_SUFFIX};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One pending delivery.
@@ -34,7 +34,7 @@ impl Outbox {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
+            if path.to_string_lossy().ends_with(TMP_SUFFIX) {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -113,27 +113,6 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Writes `bytes` to `path` atomically and durably: a temporary file in the
-/// same directory, fsync, rename over `path`, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -216,16 +195,6 @@ mod tests {
         std::fs::write(dir.path().join(".1-slack.json.77.tmp"), b"half").unwrap();
         Outbox::open(dir.path()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn write_atomic_replaces_the_whole_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("state.json");
-        write_atomic(&p, b"first version, long").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One round of the prober: probe the public URL and the watchdog's
 //! `/healthz` at once.
 
-use bgw_checker::probe::{judge, Expect, Fetched, HttpProber};
+use bgw_reporter::probe::{judge, Expect, Fetched, HttpProber};
 use bgw_wire::{ProbeResult, Target};
 use std::time::Duration;
 

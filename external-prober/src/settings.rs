@@ -3,10 +3,10 @@
 //! `webhook_url`), then flags; parsed into [`Settings`], with errors that
 //! name the key and never quote a secret.
 
-use bgw_checker::settings::{
+use bgw_notify::{EmailSettings, SlackSettings, WebhookSettings};
+use bgw_reporter::settings::{
     http_url, layered, observer, positive, required, timing, token, ConfigError, Overrides,
 };
-use bgw_notify::{EmailSettings, SlackSettings, WebhookSettings};
 use bgw_wire::HumanDuration;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};

@@ -3,27 +3,21 @@
 //! that each port is served by the color `live_file` says it must be, and
 //! sends one report per round to the watchdog.
 //!
-//! The probing ([`probe`]), the report delivery ([`delivery`]), the schedule
-//! of overlapping rounds ([`rounds`]), the settings helpers ([`settings`])
-//! and the binary's edge ([`cli`], [`telemetry`]) are also used by
-//! `bgw-prober`.
+//! What is the checker's own is here: its round ([`round`]) and its
+//! settings ([`settings`]). The probe, the rounds scheduler, the report
+//! delivery, the live file reader and the binary's edge come from
+//! `bgw-reporter`, shared with `bgw-prober`.
 
-pub mod cli;
-pub mod delivery;
-pub mod probe;
 pub mod round;
-pub mod rounds;
 pub mod settings;
-pub mod telemetry;
 
+use bgw_reporter::delivery::{max_backoff, Delivery, Endpoint};
+use bgw_reporter::probe::HttpProber;
+use bgw_reporter::rounds::Rounds;
 use bgw_wire::Report;
-use delivery::{Delivery, Endpoint};
-use probe::HttpProber;
 use round::{Round, Targets};
-use rounds::Rounds;
 use settings::Settings;
 use std::future::Future;
-use std::time::Duration;
 
 /// Runs rounds until `shutdown` completes.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -64,7 +58,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
                 async move { round.run().await }
             }) => finished,
         };
-        log_seed_lines!("bgw_checker::probe", &finished.outcome, settings.threshold);
+        bgw_reporter::log_seed_lines!("bgw_checker::probe", &finished.outcome, settings.threshold);
         if finished.newest {
             delivery.submit(Report {
                 observer: settings.observer.clone(),
@@ -78,28 +72,4 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     delivery.stop();
     tracing::info!("bgw-checker stopped");
     Ok(())
-}
-
-/// Retries while the watchdog is unreachable wait at most one interval
-/// (between 250 ms and 30 s): a restarted watchdog hears from the checker
-/// and the prober within one period, which is all the time it gives their
-/// checks before judging a deadline that passed while it was down.
-pub fn max_backoff(interval: Duration) -> Duration {
-    interval.clamp(Duration::from_millis(250), Duration::from_secs(30))
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

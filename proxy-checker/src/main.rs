@@ -2,9 +2,10 @@
 //! SIGTERM/SIGINT. Exit 0 after a clean stop, 2 on a bad configuration, 1 on
 //! any other failure.
 
-use bgw_checker::cli::{self, Common, Timing};
-use bgw_checker::settings::{self, Overrides};
-use bgw_checker::telemetry;
+use bgw_checker::settings;
+use bgw_reporter::cli::{self, Common, Timing};
+use bgw_reporter::settings::Overrides;
+use bgw_reporter::telemetry;
 use clap::Parser;
 use std::process::ExitCode;
 

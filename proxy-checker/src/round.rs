@@ -1,9 +1,10 @@
 //! One round of the checker: read `live_file`, probe the four targets at
 //! once, and judge each against the color it must be served by.
 
-use crate::probe::{judge, Expect, HttpProber};
 use crate::settings::Settings;
-use bgw_wire::{Color, ProbeResult, Target};
+use bgw_reporter::live::{read_live, LiveState};
+use bgw_reporter::probe::{judge, Expect, HttpProber};
+use bgw_wire::{ProbeResult, Target};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,44 +34,13 @@ impl Targets {
     }
 }
 
-/// What `live_file` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Live {
-    Color(Color),
-    /// Why the live color is unknown: `live color undefined (...)`.
-    Undefined(String),
-}
-
-/// Reads `live_file` the way the original scripts wrote it ([`Color::from_live_file`]).
-pub fn read_live(path: &Path) -> Live {
-    match std::fs::read_to_string(path) {
-        Ok(text) => live_from(path, &text),
-        Err(e) => Live::Undefined(format!(
-            "live color undefined (cannot read live_file {}: {e})",
-            path.display()
-        )),
-    }
-}
-
-fn live_from(path: &Path, text: &str) -> Live {
-    match Color::from_live_file(text) {
-        Some(c) => Live::Color(c),
-        None => {
-            let shown: String = text.trim().chars().take(40).collect();
-            Live::Undefined(format!(
-                "live color undefined (live_file {} holds {shown:?})",
-                path.display()
-            ))
-        }
-    }
-}
-
-/// The color the live and the idle port must be served by. With the live
-/// color undefined the live port fails with the reason; the idle port is
-/// then judged on its answer alone (there is no idle color to hold it to).
-pub fn expectations(live: &Live) -> (Expect, Expect) {
+/// The color the live and the idle port must be served by, as `live_file`
+/// (at `path`) says. With the live color undefined the live port fails with
+/// the reason (`live color undefined (...)`); the idle port is then judged on
+/// its answer alone (there is no idle color to hold it to).
+pub fn expectations(live: &LiveState, path: &Path) -> (Expect, Expect) {
     match live {
-        Live::Color(c) => (
+        LiveState::Live(c) => (
             Expect::Served {
                 color: *c,
                 role: "live",
@@ -80,9 +50,12 @@ pub fn expectations(live: &Live) -> (Expect, Expect) {
                 role: "idle",
             },
         ),
-        Live::Undefined(reason) => (
+        LiveState::Missing | LiveState::Invalid(_) => (
             Expect::Unknown {
-                reason: reason.clone(),
+                reason: format!(
+                    "live color undefined ({})",
+                    live.why_undefined(path).unwrap_or_default()
+                ),
             },
             Expect::Anything,
         ),
@@ -112,7 +85,7 @@ impl Round {
         );
         // Read after the probes, so a switch during the round is judged
         // against the color it switched to.
-        let (live_expect, idle_expect) = expectations(&read_live(&self.live_file));
+        let (live_expect, idle_expect) = expectations(&read_live(&self.live_file), &self.live_file);
         vec![
             judge(
                 Target::BlueDirect,
@@ -146,76 +119,36 @@ impl Round {
     }
 }
 
-/// Logs the [`seed_line`] of every result in `$results` (`&[ProbeResult]`)
-/// under `$target` (a literal, as `tracing` wants): `info` when the probe
-/// passed, `warn` when it failed. A macro so that each binary keeps its own
-/// log target (`bgw_checker::probe`, `bgw_prober::probe`).
-#[macro_export]
-macro_rules! log_seed_lines {
-    ($target:literal, $results:expr, $threshold:expr) => {
-        for r in $results {
-            let line = $crate::round::seed_line(r, $threshold);
-            if r.ok {
-                ::tracing::info!(target: $target, "{line}");
-            } else {
-                ::tracing::warn!(target: $target, "{line}");
-            }
-        }
-    };
-}
-
-/// The seed-style line for one result (the same words the watchdog writes to
-/// its log file), for the checker's own stderr.
-pub fn seed_line(r: &ProbeResult, threshold: Duration) -> String {
-    let threshold_ms = threshold.as_millis();
-    let latency = r.latency_ms.unwrap_or(0);
-    let error = r.error.as_deref().unwrap_or("failed");
-    let answered_well = r.status.is_some_and(|s| (200..300).contains(&s));
-    if r.ok {
-        format!(
-            "[{} - OK] {latency}ms. Threshold: {threshold_ms}ms",
-            r.target
-        )
-    } else if answered_well && error.starts_with("latency ") {
-        format!(
-            "WARNING: {} taking too long to respond! {latency}ms. Threshold: {threshold_ms}ms",
-            r.target
-        )
-    } else if answered_well {
-        format!("ALERT: {} failing! {error}", r.target)
-    } else {
-        format!("ALERT: {} not responding! {error}", r.target)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bgw_reporter::live::parse_live;
+    use bgw_wire::Color;
 
     #[test]
-    fn live_file_with_a_color_and_a_newline_is_that_color() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("live");
-        std::fs::write(&p, "green\n").unwrap();
-        assert_eq!(read_live(&p), Live::Color(Color::Green));
-    }
-
-    #[test]
-    fn live_file_with_garbage_is_undefined_and_quotes_it() {
+    fn live_file_with_garbage_fails_the_live_port_and_quotes_it() {
         let p = Path::new("/var/live");
+        let (l, i) = expectations(&parse_live(p, "purple\n"), p);
         assert_eq!(
-            live_from(p, "purple\n"),
-            Live::Undefined("live color undefined (live_file /var/live holds \"purple\")".into())
+            l,
+            Expect::Unknown {
+                reason: "live color undefined (live_file /var/live holds \"purple\")".into()
+            }
         );
+        assert_eq!(i, Expect::Anything);
+        let (l, _) = expectations(&parse_live(p, ""), p);
         assert_eq!(
-            live_from(p, ""),
-            Live::Undefined("live color undefined (live_file /var/live holds \"\")".into())
+            l,
+            Expect::Unknown {
+                reason: "live color undefined (live_file /var/live holds \"\")".into()
+            }
         );
     }
 
     #[test]
-    fn a_missing_live_file_is_undefined_with_the_io_error() {
-        let Live::Undefined(reason) = read_live(Path::new("/nonexistent/live")) else {
+    fn a_missing_live_file_is_undefined_and_says_it_cannot_be_read() {
+        let p = Path::new("/nonexistent/live");
+        let (Expect::Unknown { reason }, _) = expectations(&read_live(p), p) else {
             panic!("expected undefined");
         };
         assert!(
@@ -226,7 +159,7 @@ mod tests {
 
     #[test]
     fn live_blue_expects_blue_on_live_and_green_on_idle() {
-        let (l, i) = expectations(&Live::Color(Color::Blue));
+        let (l, i) = expectations(&LiveState::Live(Color::Blue), Path::new("/var/live"));
         assert_eq!(
             l,
             Expect::Served {
@@ -245,50 +178,13 @@ mod tests {
 
     #[test]
     fn undefined_live_fails_the_live_port_only() {
-        let (l, i) = expectations(&Live::Undefined("why".into()));
+        let (l, i) = expectations(&LiveState::Invalid("why".into()), Path::new("/var/live"));
         assert_eq!(
             l,
             Expect::Unknown {
-                reason: "why".into()
+                reason: "live color undefined (why)".into()
             }
         );
         assert_eq!(i, Expect::Anything);
-    }
-
-    #[test]
-    fn seed_lines_match_the_watchdog_log_style() {
-        let mut r = ProbeResult {
-            target: Target::BlueDirect,
-            color: Some(Color::Blue),
-            url: "http://127.0.0.1:3000/ping".into(),
-            ok: true,
-            status: Some(200),
-            latency_ms: Some(3),
-            error: None,
-        };
-        let t = Duration::from_millis(2000);
-        assert_eq!(
-            seed_line(&r, t),
-            "[blue-direct - OK] 3ms. Threshold: 2000ms"
-        );
-        r.ok = false;
-        r.latency_ms = Some(2350);
-        r.error = Some("latency 2350ms over threshold 2000ms".into());
-        assert_eq!(
-            seed_line(&r, t),
-            "WARNING: blue-direct taking too long to respond! 2350ms. Threshold: 2000ms"
-        );
-        r.status = None;
-        r.error = Some("connection refused".into());
-        assert_eq!(
-            seed_line(&r, t),
-            "ALERT: blue-direct not responding! connection refused"
-        );
-        r.status = Some(200);
-        r.error = Some("served by green, live is blue".into());
-        assert_eq!(
-            seed_line(&r, t),
-            "ALERT: blue-direct failing! served by green, live is blue"
-        );
     }
 }

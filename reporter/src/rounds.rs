@@ -1,8 +1,7 @@
 //! The reporters' schedule: a round starts every `interval`, and rounds
 //! overlap, so a target that hangs until `timeout` does not delay the next
 //! reports (each report is also the reporter's heartbeat). At most
-//! timeout/interval + 1 rounds are in flight. Used by `bgw-checker` and
-//! `bgw-prober`.
+//! timeout/interval + 1 rounds are in flight.
 
 use std::future::Future;
 use std::time::Duration;

@@ -111,6 +111,22 @@ where
         .build()
         .map_err(Failure::Runtime)?;
     runtime
-        .block_on(run(prepared, Box::pin(crate::shutdown_signal())))
+        .block_on(run(prepared, Box::pin(shutdown_signal())))
         .map_err(|error| Failure::Run { binary, error })
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -111,6 +111,14 @@ pub fn join(base: &reqwest::Url, rest: &str) -> reqwest::Url {
     url
 }
 
+/// Retries while the watchdog is unreachable wait at most one interval
+/// (between 250 ms and 30 s): a restarted watchdog hears from the checker
+/// and the prober within one period, which is all the time it gives their
+/// checks before judging a deadline that passed while it was down.
+pub fn max_backoff(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(250), Duration::from_secs(30))
+}
+
 /// Handle of the delivery task.
 pub struct Delivery {
     pending: watch::Sender<Option<Report>>,
@@ -206,6 +214,19 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_backoff_is_one_interval_between_a_quarter_second_and_thirty_seconds() {
+        assert_eq!(max_backoff(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(
+            max_backoff(Duration::from_millis(200)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            max_backoff(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+    }
 
     #[test]
     fn join_keeps_a_path_prefix() {
