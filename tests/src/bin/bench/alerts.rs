@@ -119,7 +119,10 @@ async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
     let mut to_slack = Vec::new();
     for (m, at) in slack.messages().iter().zip(slack.received_at()) {
         let text = m["text"].as_str().unwrap_or("");
-        if let Some(check) = text.strip_prefix("[bgw] DOWN ").and_then(|t| t.split_whitespace().next()) {
+        if let Some(check) = text
+            .strip_prefix("[bgw] DOWN ")
+            .and_then(|t| t.split_whitespace().next())
+        {
             if let Some(d) = deadline_of(check) {
                 to_slack.push(after(anchor.wall(at), d));
             }
@@ -134,8 +137,14 @@ async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
             }
         }
     }
-    println!("   down deadline -> Slack, {label}: {}", percentiles(to_slack));
-    println!("   down deadline -> SMTP,  {label}: {}", percentiles(to_email));
+    println!(
+        "   down deadline -> Slack, {label}: {}",
+        percentiles(to_slack)
+    );
+    println!(
+        "   down deadline -> SMTP,  {label}: {}",
+        percentiles(to_email)
+    );
     Ok(())
 }
 
@@ -162,7 +171,10 @@ async fn burst(label: &str, policy: &str, per_color: usize) -> anyhow::Result<()
     let limit = Instant::now() + Duration::from_secs(120);
     let rows = loop {
         let (_, body) = w.admin_get("/api/v1/notifications?limit=10000").await;
-        let rows = body["notifications"].as_array().cloned().unwrap_or_default();
+        let rows = body["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let sent = rows
             .iter()
             .filter(|r| r["state"] == "delivered" || r["state"] == "merged")
@@ -176,7 +188,12 @@ async fn burst(label: &str, policy: &str, per_color: usize) -> anyhow::Result<()
     let named = |color: &str, channel: &str| -> Option<DateTime<Utc>> {
         rows.iter()
             .filter(|r| r["channel"] == channel)
-            .filter(|r| r["subject"].as_str().unwrap_or("").starts_with(&format!("[bgw] DOWN {color}-")))
+            .filter(|r| {
+                r["subject"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("[bgw] DOWN {color}-"))
+            })
             .filter_map(|r| r["delivered_at"].as_str())
             .filter_map(|t| DateTime::parse_from_rfc3339(t).ok().map(|t| t.to_utc()))
             .max()
@@ -192,7 +209,12 @@ async fn burst(label: &str, policy: &str, per_color: usize) -> anyhow::Result<()
             .messages()
             .iter()
             .zip(slack.received_at())
-            .find(|(m, _)| m["text"].as_str().unwrap_or("").starts_with(&format!("[bgw] DOWN {color}")))
+            .find(|(m, _)| {
+                m["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("[bgw] DOWN {color}"))
+            })
             .map(|(_, at)| after(anchor.wall(at), deadline))
     };
     let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{} ms", d.as_millis()));
