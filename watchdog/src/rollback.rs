@@ -3,7 +3,7 @@
 //! an explicit `now`, and says whether to switch back, only say so
 //! (dry-run), refuse (with the reason, to be recorded as an event), or do
 //! nothing. It has no clock, no I/O and no memory: the latch, the cooldown
-//! and the deploys are facts in the view, kept by [`crate::ledger`].
+//! and the deploys are facts in the view, kept by the control ledger.
 //!
 //! The rules, in the order they are applied (the first that refuses wins):
 //! 1. rollback disabled (config or `rollback disable`) → nothing;
