@@ -22,8 +22,8 @@ struct Cli {
     #[arg(long, short, global = true, env = "BGW_CONFIG")]
     config: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: bgw_reporter::telemetry::LogFormat,
     /// Admin API of the running watchdog (default: http://<listen>).
     #[arg(long, global = true)]
     url: Option<String>,
@@ -90,22 +90,9 @@ enum Command {
     Unsilence { id: i64 },
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    bgw_reporter::telemetry::init(cli.log_format);
     let overrides = match &cli.command {
         Command::Serve {
             listen,
