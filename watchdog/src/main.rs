@@ -159,6 +159,10 @@ async fn run(
         }
         Command::CheckConfig => {
             print!("{}", describe(&settings));
+            print!(
+                "{}",
+                bgw_watchdog::proxy::check_mode(&settings.proxy).await.text
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
