@@ -720,6 +720,28 @@ mod live_mode {
     }
 
     #[tokio::test]
+    async fn a_live_switch_that_fails_verification_puts_the_previous_color_back() {
+        let f = live_fixture().await;
+        // Verify against the blue app itself: it never answers as nginx's
+        // live port with green, as a broken proxy path would not.
+        let blue_app = f.blue.port;
+        let switcher = f.switcher_with(|s| {
+            s.live_listen = blue_app;
+            s.verify_timeout = Duration::from_millis(500).into();
+        });
+        let err = switcher.switch(Color::Green, "test").await.unwrap_err();
+        assert_eq!(err.step(), Step::Verify, "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("the previous color is live again"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+        assert_serves(f.settings.live_listen, "blue").await;
+    }
+
+    #[tokio::test]
     async fn a_failing_new_color_is_rolled_back_in_live_mode() {
         use bgw_watchdog::control::{evaluate_rollback, Observations};
         use bgw_watchdog::rollback::{Decision, ObserverVerdict, RollbackSettings, Verdict};

@@ -60,8 +60,15 @@ pub async fn check_mode(settings: &ProxySettings) -> ModeCheck {
             };
         }
     };
-    let path = scratch_path(settings);
-    if let Err(e) = std::fs::write(&path, config) {
+    // Next to the real config (same relative paths) when that directory is
+    // writable, else in the temp directory.
+    let mut path = scratch_path(settings.nginx_conf.parent());
+    let mut written = std::fs::write(&path, &config);
+    if written.is_err() {
+        path = scratch_path(Some(&std::env::temp_dir()));
+        written = std::fs::write(&path, &config);
+    }
+    if let Err(e) = written {
         text.push_str(&format!(
             "  cannot write {} to test the config: {e}\n",
             path.display()
@@ -95,13 +102,10 @@ pub async fn check_mode(settings: &ProxySettings) -> ModeCheck {
     }
 }
 
-/// Next to the real config (same relative paths), under a name of its own.
-fn scratch_path(settings: &ProxySettings) -> PathBuf {
-    let dir = settings
-        .nginx_conf
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && d.is_dir())
+/// A file of our own in `dir` (the temp directory when there is none).
+fn scratch_path(dir: Option<&std::path::Path>) -> PathBuf {
+    dir.filter(|d| !d.as_os_str().is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    dir.join(format!(".bgw-check-config-{}.conf", std::process::id()))
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!(".bgw-check-config-{}.conf", std::process::id()))
 }
