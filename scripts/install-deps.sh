@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
-# nginx, wrk, openssl (the SMTP tests' private CA) from Debian's packages,
-# aiosmtpd (a real SMTP server) from PyPI.
+# nginx and its Lua module (proxy.mode = "live"), wrk, openssl (the SMTP
+# tests' private CA) from Debian's packages, aiosmtpd (a real SMTP server)
+# from PyPI.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need_apt+=(libnginx-mod-http-lua)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)

@@ -4,7 +4,7 @@
 //! and green. Everything started here is stopped on drop.
 
 use anyhow::{bail, Context};
-use bgw_watchdog::proxy::{self, ProxySettings, Switcher, Upstream};
+use bgw_watchdog::proxy::{self, ProxySettings, SwitchMode, Switcher, Upstream};
 use bgw_wire::Color;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,16 +144,37 @@ impl Nginx {
         &self.conf
     }
 
-    /// The last lines of nginx's error log, for failure messages.
-    pub fn error_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
+    /// Stops nginx (as on drop) and starts it again on the same config, as
+    /// after a crash or a host reboot.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        *self = Nginx::start(&self.dir, &self.conf)?;
+        Ok(())
     }
-}
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
+    /// The pids of nginx's worker processes (children of the master).
+    pub fn workers(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let mut out: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(master)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         // SIGTERM: fast shutdown of the master and its workers (a SIGKILL
         // would orphan the workers, which keep the ports).
         let _ = Command::new("kill")
@@ -168,6 +189,19 @@ impl Drop for Nginx {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The last lines of nginx's error log, for failure messages.
+    pub fn error_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -275,6 +309,12 @@ pub struct Fixture {
 impl Fixture {
     /// `testapp` is the path of the `bgw-testapp` binary.
     pub async fn start(testapp: &Path) -> anyhow::Result<Fixture> {
+        Fixture::start_in(testapp, SwitchMode::Reload).await
+    }
+
+    /// The same in `mode`; `live` renders the live-mode config (Lua module,
+    /// control location on a free loopback port).
+    pub async fn start_in(testapp: &Path, mode: SwitchMode) -> anyhow::Result<Fixture> {
         let dir = tempfile::Builder::new().prefix("bgw-nginx-").tempdir()?;
         // nginx's workers run as `nobody` when the tests run as root.
         {
@@ -284,7 +324,11 @@ impl Fixture {
         let (blue_port, green_port) = (free_port(), free_port());
         let blue = App::start(testapp, Color::Blue, blue_port).await?;
         let green = App::start(testapp, Color::Green, green_port).await?;
-        let settings = settings(dir.path(), free_port(), free_port(), blue_port, green_port);
+        let mut settings = settings(dir.path(), free_port(), free_port(), blue_port, green_port);
+        if mode == SwitchMode::Live {
+            settings.mode = mode;
+            settings.control_listen = free_port();
+        }
         let config = proxy::render(&settings, Color::Blue)?;
         proxy::write_atomic(&settings.nginx_conf, config.as_bytes())?;
         proxy::write_live(&settings.live_file, Color::Blue)?;

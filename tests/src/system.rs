@@ -8,6 +8,7 @@
 use crate::nginx::{served_by, Fixture};
 use crate::watchdog::{spawn_watchdog_with, Watchdog, ADMIN, CHECKER_TOKEN};
 use anyhow::{bail, Context};
+use bgw_watchdog::proxy::{ProxySettings, SwitchMode};
 use bgw_wire::Color;
 use serde_json::Value;
 use std::path::Path;
@@ -34,6 +35,10 @@ pub struct Options {
     pub extra_checks: String,
     /// More tables appended to the configuration (e.g. `[notify.slack]`).
     pub extra_tables: String,
+    /// The watchdog's `proxy.mode`. nginx starts on the `reload`-mode config
+    /// either way, so in `live` mode the watchdog installs its config at
+    /// start, as after an upgrade.
+    pub mode: SwitchMode,
 }
 
 impl Default for Options {
@@ -47,6 +52,7 @@ impl Default for Options {
             template: None,
             extra_checks: String::new(),
             extra_tables: String::new(),
+            mode: SwitchMode::Reload,
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct System {
     pub checker: Option<Proc>,
     pub watchdog: Watchdog,
     pub fixture: Fixture,
+    /// The watchdog's `[proxy]` settings (the fixture's, plus the options').
+    pub proxy: ProxySettings,
 }
 
 fn bin(name: &str) -> std::path::PathBuf {
@@ -137,6 +145,10 @@ impl System {
         proxy.deploy_cmd = "echo deploying {image} to {color}".into();
         proxy.scale_cmd = "echo scaling {color} to {n}".into();
         proxy.verify_timeout = Duration::from_secs(5).into();
+        if o.mode == SwitchMode::Live {
+            proxy.mode = SwitchMode::Live;
+            proxy.control_listen = crate::nginx::free_port();
+        }
         if let Some(text) = &o.template {
             let path = fixture.path().join("template.conf");
             std::fs::write(&path, text)?;
@@ -194,6 +206,7 @@ impl System {
             checker: Some(Proc(checker)),
             watchdog,
             fixture,
+            proxy,
         };
         for check in ["blue", "green", "checker"] {
             system.watchdog.wait_state(check, "up").await;

@@ -485,3 +485,47 @@ async fn a_silent_checker_never_counts_toward_the_quorum() {
     assert!(s.events_of("rollback").await.is_empty());
     assert_eq!(live_file(&s), "green");
 }
+
+#[tokio::test]
+async fn in_live_mode_the_watchdog_installs_its_config_at_start_then_toggles_and_rolls_back_without_a_reload(
+) {
+    use bgw_watchdog::proxy::{self, SwitchMode, Switcher};
+    let s = system(Options {
+        mode: SwitchMode::Live,
+        ..Default::default()
+    })
+    .await;
+    // nginx started on the reload-mode config; the watchdog installed its own.
+    let nginx = Switcher::new(s.proxy.clone()).unwrap();
+    bgw_e2e::nginx::wait_until(WAIT, || async {
+        nginx.nginx_color().await == Ok(Color::Blue)
+    })
+    .await
+    .expect("the watchdog installs the live-mode config at start");
+    assert_eq!(
+        std::fs::read_to_string(&s.proxy.nginx_conf).unwrap(),
+        proxy::render(&s.proxy, Color::Blue).unwrap()
+    );
+    let workers = s.fixture.nginx.workers();
+
+    let out = s.cli(&["toggle", "green"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    s.wait_served_by(Color::Green, WAIT).await.unwrap();
+    assert_eq!(nginx.nginx_color().await, Ok(Color::Green));
+
+    s.fixture.green.control("fail").await.unwrap();
+    let e = s.wait_event("rollback", WAIT).await.unwrap();
+    assert_eq!(
+        (e["data"]["from"].as_str(), e["data"]["to"].as_str()),
+        (Some("green"), Some("blue"))
+    );
+    s.wait_served_by(Color::Blue, WAIT).await.unwrap();
+    assert_eq!(live_file(&s), "blue");
+    assert_eq!(nginx.nginx_color().await, Ok(Color::Blue));
+    // Neither switch started a worker: no reload happened.
+    let now = s.fixture.nginx.workers();
+    assert!(
+        now.iter().all(|w| workers.contains(w)),
+        "new workers {now:?}, before {workers:?}"
+    );
+}

@@ -634,3 +634,351 @@ mod rollback_through_nginx {
         assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
     }
 }
+
+mod live_mode {
+    //! `proxy.mode = "live"`: the config holds both colors, nginx picks the
+    //! live one per request from its shared dictionary, and a switch sets
+    //! it through the loopback control location. Needs the Lua module
+    //! (`libnginx-mod-http-lua`, installed by `scripts/install-deps.sh`).
+    use super::*;
+    use bgw_watchdog::proxy::SwitchMode;
+    use std::io::{Read, Write};
+
+    async fn live_fixture() -> Fixture {
+        Fixture::start_in(Path::new(TESTAPP), SwitchMode::Live)
+            .await
+            .expect("start nginx in live mode (is libnginx-mod-http-lua installed?)")
+    }
+
+    /// One HTTP/1.1 keep-alive connection, read by hand so the test knows
+    /// every request went over the same socket.
+    struct KeepAlive(std::net::TcpStream);
+
+    impl KeepAlive {
+        fn open(port: u16) -> KeepAlive {
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            KeepAlive(s)
+        }
+
+        /// `GET /ping`; returns (`X-Bgw-Color`, body).
+        fn ping(&mut self) -> (String, String) {
+            self.0
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: bgw\r\n\r\n")
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut byte = [0u8; 1];
+            while !buf.ends_with(b"\r\n\r\n") {
+                let n = self.0.read(&mut byte).unwrap();
+                assert_eq!(n, 1, "nginx closed the keep-alive connection");
+                buf.push(byte[0]);
+            }
+            let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(|v| v.trim().to_string())
+            };
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let len: usize = header("content-length")
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            let mut body = vec![0u8; len];
+            self.0.read_exact(&mut body).unwrap();
+            (
+                header("x-bgw-color").unwrap_or_default(),
+                String::from_utf8(body).unwrap(),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_switch_changes_the_color_without_a_reload_or_a_config_write() {
+        let f = live_fixture().await;
+        let switcher = f.switcher();
+        let conf_before = std::fs::read(&f.settings.nginx_conf).unwrap();
+        let workers_before = f.nginx.workers();
+        assert!(!workers_before.is_empty());
+
+        let report = switcher.switch(Color::Green, "test").await.expect("switch");
+        assert_eq!((report.from, report.to), (Some(Color::Blue), Color::Green));
+        assert_eq!(report.mode, SwitchMode::Live);
+        assert!(
+            report.reload.display.starts_with("PUT http://127.0.0.1:"),
+            "{}",
+            report.reload.display
+        );
+        assert!(report.verify_attempts >= proxy::VERIFY_IN_A_ROW);
+        assert_serves(f.settings.live_listen, "green").await;
+        assert_serves(f.settings.idle_listen, "blue").await;
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"green");
+        assert_eq!(switcher.nginx_color().await, Ok(Color::Green));
+
+        let report = switcher.switch(Color::Blue, "test").await.expect("back");
+        assert_eq!(report.from, Some(Color::Green));
+        assert_serves(f.settings.live_listen, "blue").await;
+        assert_serves(f.settings.idle_listen, "green").await;
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+
+        // No worker was replaced and the config file was not written.
+        assert_eq!(f.nginx.workers(), workers_before);
+        assert_eq!(std::fs::read(&f.settings.nginx_conf).unwrap(), conf_before);
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_connection_survives_a_live_switch_and_sees_the_new_color() {
+        let f = live_fixture().await;
+        let switcher = f.switcher();
+        let mut conn = KeepAlive::open(f.settings.live_listen);
+        let (color, body) = conn.ping();
+        assert_eq!(color, "blue");
+        assert!(body.starts_with("pong blue"), "{body}");
+        for to in [Color::Green, Color::Blue, Color::Green] {
+            switcher.switch(to, "test").await.expect("switch");
+            // The same socket, the next request: the new color answers.
+            let (color, body) = conn.ping();
+            assert_eq!(color, to.as_str());
+            assert!(body.starts_with(&format!("pong {to}")), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_location_fails_the_switch_and_restores_the_live_file() {
+        let f = live_fixture().await;
+        let nothing_there = bgw_e2e::nginx::free_port();
+        let switcher = f.switcher_with(|s| s.control_listen = nothing_there);
+        let err = switcher.switch(Color::Green, "test").await.unwrap_err();
+        assert_eq!(err.step(), Step::Control, "{err}");
+        assert!(
+            err.to_string().contains("previous live file restored"),
+            "{err}"
+        );
+        assert!(err.output().unwrap().contains("cannot connect"), "{err}");
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_serves(f.settings.live_listen, "blue").await;
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+    }
+
+    #[tokio::test]
+    async fn a_live_switch_that_fails_verification_puts_the_previous_color_back() {
+        let f = live_fixture().await;
+        // Verify against the blue app itself: it never answers as nginx's
+        // live port with green, as a broken proxy path would not.
+        let blue_app = f.blue.port;
+        let switcher = f.switcher_with(|s| {
+            s.live_listen = blue_app;
+            s.verify_timeout = Duration::from_millis(500).into();
+        });
+        let err = switcher.switch(Color::Green, "test").await.unwrap_err();
+        assert_eq!(err.step(), Step::Verify, "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("the previous color is live again"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+        assert_serves(f.settings.live_listen, "blue").await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_new_color_is_rolled_back_in_live_mode() {
+        use bgw_watchdog::control::{evaluate_rollback, Observations};
+        use bgw_watchdog::rollback::{Decision, ObserverVerdict, RollbackSettings, Verdict};
+        let f = live_fixture().await;
+        let (monitor, _store) = control_monitor(f.path()).await;
+        let switcher = f.switcher();
+        control::switch_and_record(
+            &switcher,
+            &monitor,
+            chrono::Utc::now(),
+            Color::Green,
+            manual("operator"),
+        )
+        .await
+        .expect("toggle to green");
+        f.green.control("fail").await.unwrap();
+        let failing = |observer: &str| ObserverVerdict {
+            observer: observer.into(),
+            color: Color::Green,
+            verdict: Verdict::Failing {
+                consecutive: 3,
+                reason: "GET /ping returned 500".into(),
+            },
+        };
+        let observations = Observations {
+            observers: vec![failing("agents:green"), failing("checker")],
+            watchdog_started: chrono::Utc::now() - chrono::Duration::hours(1),
+            heard_from_all: true,
+        };
+        let e = evaluate_rollback(
+            &switcher,
+            &monitor,
+            &RollbackSettings::default(),
+            &monitor.snapshot().control,
+            observations,
+            Duration::from_secs(2),
+            chrono::Utc::now(),
+        )
+        .await;
+        assert!(
+            matches!(
+                e.decision,
+                Decision::Switch {
+                    to: Color::Blue,
+                    ..
+                }
+            ),
+            "{:?}",
+            e.decision
+        );
+        let report = e.switched.expect("switched").expect("switch ok");
+        assert_eq!(report.mode, SwitchMode::Live);
+        assert_eq!(std::fs::read(&f.settings.live_file).unwrap(), b"blue");
+        assert_serves(f.settings.live_listen, "blue").await;
+        assert_eq!(switcher.nginx_color().await, Ok(Color::Blue));
+        assert!(monitor.snapshot().control.rollback.latched);
+    }
+
+    #[tokio::test]
+    async fn nginx_restarted_in_live_mode_comes_back_on_the_live_files_color() {
+        let mut f = live_fixture().await;
+        f.switcher()
+            .switch(Color::Green, "test")
+            .await
+            .expect("switch");
+        let old_master = f.nginx.pid();
+        f.nginx.restart().expect("restart nginx");
+        assert_ne!(f.nginx.pid(), old_master);
+        // Nobody told the new nginx anything: it read the live file.
+        assert_serves(f.settings.live_listen, "green").await;
+        assert_serves(f.settings.idle_listen, "blue").await;
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Green));
+    }
+
+    #[tokio::test]
+    async fn the_control_location_is_bound_to_127_0_0_1_and_unreachable_from_the_public_ports() {
+        let f = live_fixture().await;
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        // Through the public ports, /bgw/live is just a path of the app.
+        for port in [f.settings.live_listen, f.settings.idle_listen] {
+            let resp = client
+                .put(format!("http://127.0.0.1:{port}/bgw/live"))
+                .body("green")
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.headers().contains_key(bgw_wire::COLOR_HEADER));
+            assert_ne!(resp.text().await.unwrap(), "green");
+        }
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+        assert_serves(f.settings.live_listen, "blue").await;
+
+        // Bound to 127.0.0.1 only: another loopback address is refused...
+        let control = f.settings.control_listen;
+        let other = std::net::TcpStream::connect(("127.0.0.2", control));
+        assert_eq!(
+            other.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        // ...and a client from another source address gets 403.
+        let elsewhere = reqwest::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        let resp = elsewhere
+            .put(f.settings.control_url())
+            .body("green")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::FORBIDDEN);
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+    }
+
+    #[tokio::test]
+    async fn installing_live_mode_over_a_running_reload_mode_nginx_reloads_once() {
+        let f = fixture().await;
+        let control_listen = bgw_e2e::nginx::free_port();
+        let live = f.switcher_with(|s| {
+            s.mode = SwitchMode::Live;
+            s.control_listen = control_listen;
+        });
+        let report = live.install().await.expect("install").expect("live mode");
+        let (test, reload) = report.written.expect("the config differed");
+        assert!(test.ok && reload.ok);
+        assert_eq!(report.live, Color::Blue);
+        assert_eq!(
+            std::fs::read_to_string(&f.settings.nginx_conf).unwrap(),
+            proxy::render(live.settings(), Color::Blue).unwrap()
+        );
+        assert_serves(f.settings.live_listen, "blue").await;
+        // Once: the second start finds the config in place.
+        let again = live.install().await.expect("install").expect("live mode");
+        assert!(again.written.is_none());
+        live.switch(Color::Green, "test")
+            .await
+            .expect("live switch");
+        assert_serves(f.settings.live_listen, "green").await;
+        // Reload mode has nothing to install.
+        assert!(f.switcher().install().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn install_repairs_nginx_memory_from_the_live_file() {
+        let f = live_fixture().await;
+        // A switch that wrote the live file but never reached nginx (a crash).
+        proxy::write_live(&f.settings.live_file, Color::Green).unwrap();
+        assert_eq!(f.switcher().nginx_color().await, Ok(Color::Blue));
+        let report = f.switcher().install().await.unwrap().unwrap();
+        assert!(report.written.is_none(), "the config was already in place");
+        assert_eq!(report.live, Color::Green);
+        assert_serves(f.settings.live_listen, "green").await;
+    }
+
+    #[tokio::test]
+    async fn check_config_names_the_mode_and_whether_nginx_loads_the_lua_module() {
+        let f = live_fixture().await;
+        let run = |extra: &str| {
+            let path = f.path().join("watchdog.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[proxy]\nmode = \"live\"\nnginx_conf = {:?}\nlive_file = {:?}\ntest_cmd = {:?}\nmain_directives = \"pid nginx.pid;\"\ncontrol_listen = {}\n{extra}",
+                    f.settings.nginx_conf.display().to_string(),
+                    f.settings.live_file.display().to_string(),
+                    f.settings.test_cmd,
+                    f.settings.control_listen,
+                ),
+            )
+            .unwrap();
+            let out = std::process::Command::new(bgw_e2e::bin("bgw-watchdog"))
+                .arg("--config")
+                .arg(&path)
+                .arg("check-config")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let text = run("");
+        assert!(text.contains("proxy mode: live ("), "{text}");
+        assert!(
+            text.contains("test_cmd accepts the live-mode config: nginx loads the Lua module"),
+            "{text}"
+        );
+        let text = run("lua_modules = [\"/nonexistent/ngx_http_lua_module.so\"]\n");
+        assert!(
+            text.contains("/nonexistent/ngx_http_lua_module.so: MISSING"),
+            "{text}"
+        );
+        assert!(text.contains("WARNING: test_cmd refuses"), "{text}");
+        // The running nginx's config was not touched.
+        assert_eq!(
+            std::fs::read_to_string(&f.settings.nginx_conf).unwrap(),
+            proxy::render(&f.settings, Color::Blue).unwrap()
+        );
+    }
+}

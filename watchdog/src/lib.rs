@@ -151,6 +151,14 @@ pub async fn run_with(
     // One switcher per process: the API and the rollback watcher share its lock.
     let switcher = proxy::Switcher::new(settings.proxy.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    // proxy.mode = "live": nginx must run the live-mode config (written,
+    // tested and reloaded only when it differs) and hold the live color.
+    let installing = switcher.clone();
+    tokio::spawn(async move {
+        if let Err(e) = installing.install().await {
+            tracing::error!(error = %e, "proxy: live mode is not installed in nginx; switches fail until it is");
+        }
+    });
     let last_decision = control::watcher::Last::default();
     background.push(tokio::spawn(
         control::watcher::Watcher {

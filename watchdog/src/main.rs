@@ -146,6 +146,10 @@ async fn run(
         }
         Command::CheckConfig => {
             print!("{}", describe(&settings));
+            print!(
+                "{}",
+                bgw_watchdog::proxy::check_mode(&settings.proxy).await.text
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {

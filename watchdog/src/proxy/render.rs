@@ -1,6 +1,9 @@
 //! Renders the nginx config for a live color: the builtin template (the
 //! original blue/green one plus `X-Bgw-Color` and a bounded
-//! `worker_shutdown_timeout`) or a user template.
+//! `worker_shutdown_timeout`) or a user template; in `live` mode the
+//! builtin live template, which holds both colors once and does not depend
+//! on the live color (nginx reads that from the live file and the watchdog
+//! sets it in memory), so the same bytes serve every switch.
 //!
 //! Placeholders are `{{name}}` (spaces inside the braces allowed):
 //! `live`, `idle` (color names, which are also the upstream names the
@@ -8,10 +11,11 @@
 //! `listen_live`, `listen_idle` (the `listen` argument, with
 //! `listen_address` when set), `blue_servers`, `green_servers`,
 //! `live_servers`, `idle_servers` (`server ADDR;` lines),
-//! `worker_shutdown_timeout`, `main_directives`, `http_directives`.
+//! `worker_shutdown_timeout`, `main_directives`, `http_directives`,
+//! `load_modules`, `live_file`, `control_listen`.
 //! An unknown placeholder is an error, so a typo never reaches nginx.
 
-use super::settings::ProxySettings;
+use super::settings::{ProxySettings, SwitchMode};
 use bgw_wire::Color;
 use std::time::Duration;
 
@@ -80,6 +84,137 @@ http {
 }
 "#;
 
+/// The builtin template of `mode = "live"`: both upstreams once; the live and
+/// idle ports pick theirs per request from the shared dictionary `bgw_live`,
+/// which `init_by_lua` fills from the live file when nginx starts (or
+/// reloads) and the watchdog sets through the control server, bound to
+/// loopback only.
+pub const BUILTIN_LIVE: &str = r#"# Rendered by bgw-watchdog (proxy.mode = "live"): both colors; each request
+# picks the live one from nginx's memory, set from {{live_file}} at start and by
+# the watchdog through 127.0.0.1:{{control_listen}}. Do not edit: the watchdog
+# rewrites this file when it starts, if the rendered config differs.
+{{load_modules}}worker_processes auto;
+# Old workers finish in-flight requests after a reload, for at most this long.
+worker_shutdown_timeout {{worker_shutdown_timeout}};
+{{main_directives}}
+events {
+    worker_connections 1024;
+}
+
+http {
+{{http_directives}}
+    # The live color, shared by every worker; kept across reloads.
+    lua_shared_dict bgw_live 64k;
+    init_by_lua_block {
+        local dict = ngx.shared.bgw_live
+        local file = io.open("{{live_file}}", "r")
+        local text = file and file:read("*a") or ""
+        if file then file:close() end
+        local color = text:match("^%s*(%a+)%s*$")
+        if color == "blue" or color == "green" then
+            dict:set("live", color)
+        elseif not dict:get("live") then
+            ngx.log(ngx.ERR, "bgw: {{live_file}} holds no color; blue is live until the watchdog says otherwise")
+            dict:set("live", "blue")
+        end
+    }
+
+    upstream blue {
+{{blue_servers}}
+        keepalive 32;
+    }
+
+    upstream green {
+{{green_servers}}
+        keepalive 32;
+    }
+
+    # LIVE: port {{live_listen}} -> the live color
+    server {
+        listen {{listen_live}};
+        location / {
+            set_by_lua_block $bgw_color {
+                return ngx.shared.bgw_live:get("live") or "blue"
+            }
+            proxy_pass http://$bgw_color;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_connect_timeout 5s;
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream_tries 3;
+            proxy_next_upstream_timeout 10s;
+            proxy_hide_header X-Bgw-Color;
+            add_header X-Bgw-Color $bgw_color always;
+        }
+    }
+
+    # IDLE: port {{idle_listen}} -> the other color
+    server {
+        listen {{listen_idle}};
+        location / {
+            set_by_lua_block $bgw_color {
+                if ngx.shared.bgw_live:get("live") == "green" then return "blue" end
+                return "green"
+            }
+            proxy_pass http://$bgw_color;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_connect_timeout 5s;
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream_tries 3;
+            proxy_next_upstream_timeout 10s;
+            proxy_hide_header X-Bgw-Color;
+            add_header X-Bgw-Color $bgw_color always;
+        }
+    }
+
+    # CONTROL: the watchdog sets the live color here. Loopback only, on its
+    # own port: the public ports above have no route to it.
+    server {
+        listen 127.0.0.1:{{control_listen}};
+        allow 127.0.0.1;
+        deny all;
+        location = /bgw/live {
+            content_by_lua_block {
+                local dict = ngx.shared.bgw_live
+                local method = ngx.req.get_method()
+                if method == "PUT" then
+                    ngx.req.read_body()
+                    local color = ngx.req.get_body_data()
+                    if color ~= "blue" and color ~= "green" then
+                        ngx.status = 400
+                        ngx.print("expected blue or green")
+                        return
+                    end
+                    local ok, err = dict:set("live", color)
+                    if not ok then
+                        ngx.status = 500
+                        ngx.print("cannot set the live color: ", err)
+                        return
+                    end
+                elseif method ~= "GET" then
+                    ngx.status = 405
+                    ngx.print("GET or PUT")
+                    return
+                end
+                ngx.print(dict:get("live") or "")
+            }
+        }
+        location / {
+            return 404;
+        }
+    }
+}
+"#;
+
 /// Why a config could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
@@ -97,6 +232,9 @@ pub enum RenderError {
 /// template from disk when `template` is a path (so an edited template takes
 /// effect at the next switch). Otherwise pure: see [`render_with`].
 pub fn render(settings: &ProxySettings, live: Color) -> Result<String, RenderError> {
+    if settings.mode == SwitchMode::Live {
+        return render_with(BUILTIN_LIVE, settings, live);
+    }
     if settings.template == "builtin" {
         return render_with(BUILTIN, settings, live);
     }
@@ -139,6 +277,9 @@ const KNOWN: &[&str] = &[
     "worker_shutdown_timeout",
     "main_directives",
     "http_directives",
+    "load_modules",
+    "live_file",
+    "control_listen",
 ];
 
 fn placeholders(text: &str) -> Result<Vec<String>, RenderError> {
@@ -196,6 +337,13 @@ pub fn render_with(
             "worker_shutdown_timeout" => nginx_time(settings.worker_shutdown_timeout.0),
             "main_directives" => indent(&settings.main_directives, ""),
             "http_directives" => indent(&settings.http_directives, "    "),
+            "load_modules" => settings
+                .lua_modules
+                .iter()
+                .map(|m| format!("load_module {m};\n"))
+                .collect(),
+            "live_file" => settings.live_file.display().to_string(),
+            "control_listen" => settings.control_listen.to_string(),
             _ => return None,
         })
     };
@@ -308,6 +456,59 @@ mod tests {
         s.listen_address = "::1".into();
         let conf = render_with(BUILTIN, &s, Color::Blue).unwrap();
         assert!(conf.contains("listen [::1]:8080;"));
+    }
+
+    fn live_settings() -> ProxySettings {
+        ProxySettings {
+            mode: SwitchMode::Live,
+            control_listen: 8181,
+            live_file: "/srv/bgw/live-color".into(),
+            ..settings()
+        }
+    }
+
+    #[test]
+    fn live_mode_renders_the_same_config_whatever_the_live_color() {
+        let s = live_settings();
+        let blue = render(&s, Color::Blue).unwrap();
+        assert_eq!(blue, render(&s, Color::Green).unwrap());
+        assert!(!blue.contains("{{"), "{blue}");
+        // Both upstreams once, each port picks one per request.
+        assert_eq!(blue.matches("upstream blue {").count(), 1);
+        assert_eq!(blue.matches("upstream green {").count(), 1);
+        assert_eq!(blue.matches("proxy_pass http://$bgw_color;").count(), 2);
+        assert_eq!(
+            blue.matches("add_header X-Bgw-Color $bgw_color always;")
+                .count(),
+            2
+        );
+        assert!(blue.contains("lua_shared_dict bgw_live"), "{blue}");
+        assert!(
+            blue.contains("io.open(\"/srv/bgw/live-color\", \"r\")"),
+            "{blue}"
+        );
+    }
+
+    #[test]
+    fn live_mode_loads_the_modules_first_and_binds_control_to_loopback() {
+        let conf = render(&live_settings(), Color::Blue).unwrap();
+        assert!(
+            conf.contains("load_module /usr/lib/nginx/modules/ndk_http_module.so;\nload_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\nworker_processes auto;"),
+            "{conf}"
+        );
+        let control = conf.split("# CONTROL").nth(1).unwrap();
+        assert!(control.contains("listen 127.0.0.1:8181;"), "{control}");
+        assert!(control.contains("deny all;"), "{control}");
+        // The public ports have no route to the control location.
+        let public = conf.split("# CONTROL").next().unwrap();
+        assert!(!public.contains("location = /bgw/live"), "{public}");
+        assert!(public.contains("listen 80;") && public.contains("listen 8080;"));
+        // Without modules to load (nginx loads them itself), no load_module.
+        let s = ProxySettings {
+            lua_modules: vec![],
+            ..live_settings()
+        };
+        assert!(!render(&s, Color::Blue).unwrap().contains("load_module"));
     }
 
     #[test]

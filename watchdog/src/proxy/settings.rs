@@ -1,12 +1,14 @@
 //! The `[proxy]` section of `watchdog.toml`: where nginx's config and the
-//! live file are, how to test and reload nginx, the upstream addresses of
-//! both colors, and the commands that deploy and scale a color.
+//! live file are, how a switch reaches nginx (`mode`: a reload, or the live
+//! color set in nginx's memory), how to test and reload nginx, the upstream
+//! addresses of both colors, and the commands that deploy and scale a color.
 //!
 //! Every key has a default (the original scripts' values); [`ProxySettings::validate`]
 //! rejects what would render a broken or injectable config, naming the key
 //! as `proxy.<key>`.
 
 use bgw_wire::HumanDuration;
+use serde::Deserialize as _;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -17,6 +19,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySettings {
+    /// How a switch reaches nginx: `reload` (re-render and reload) or
+    /// `live` (set the live color in nginx's shared memory; needs the Lua module).
+    pub mode: SwitchMode,
+    /// `live` mode: the loopback port of nginx's control location
+    /// (`127.0.0.1:<port>/bgw/live`), which the watchdog uses to set the live color.
+    pub control_listen: u16,
+    /// `live` mode: dynamic modules the builtin template loads with
+    /// `load_module` (absolute paths; Debian's NDK and Lua module by default).
+    /// Empty when nginx loads them itself.
+    #[serde(deserialize_with = "string_list")]
+    pub lua_modules: Vec<String>,
     /// Holds `blue` or `green`, as the original scripts wrote it.
     pub live_file: PathBuf,
     /// The nginx config file every switch rewrites.
@@ -62,6 +75,12 @@ pub struct ProxySettings {
 impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
+            mode: SwitchMode::Reload,
+            control_listen: 8081,
+            lua_modules: vec![
+                "/usr/lib/nginx/modules/ndk_http_module.so".to_string(),
+                "/usr/lib/nginx/modules/ngx_http_lua_module.so".to_string(),
+            ],
             live_file: PathBuf::from("/var/live"),
             nginx_conf: PathBuf::from("/etc/nginx/nginx.conf"),
             template: "builtin".to_string(),
@@ -81,6 +100,35 @@ impl Default for ProxySettings {
             main_directives: String::new(),
             http_directives: String::new(),
         }
+    }
+}
+
+/// How a switch reaches nginx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchMode {
+    /// Render the config for the new color, `nginx -t`, reload: new
+    /// connections never fail, but keep-alive connections to old workers can.
+    #[default]
+    Reload,
+    /// The config holds both colors once and each request picks its upstream
+    /// from a shared dictionary; a switch sets the dictionary through a
+    /// loopback control location: no reload, no connection closed.
+    Live,
+}
+
+impl SwitchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchMode::Reload => "reload",
+            SwitchMode::Live => "live",
+        }
+    }
+}
+
+impl fmt::Display for SwitchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -120,6 +168,12 @@ impl ProxySettings {
         format!("http://{host}:{}{}", self.live_listen, self.path)
     }
 
+    /// `live` mode: the control location the watchdog sets the live color
+    /// through (always loopback, whatever `listen_address` says).
+    pub fn control_url(&self) -> String {
+        format!("http://127.0.0.1:{}/bgw/live", self.control_listen)
+    }
+
     /// Checks every key; the first problem found is returned. Reads the
     /// template file when `template` is a path (it must exist and contain
     /// `{{live}}` and `{{idle}}`).
@@ -135,6 +189,9 @@ impl ProxySettings {
                 "idle_listen",
                 format!("must differ from proxy.live_listen ({})", self.live_listen),
             ));
+        }
+        if self.mode == SwitchMode::Live {
+            self.validate_live()?;
         }
         if !self.listen_address.is_empty() && self.listen_address.parse::<IpAddr>().is_err() {
             return Err(invalid(
@@ -189,6 +246,69 @@ impl ProxySettings {
         }
         Ok(())
     }
+}
+
+impl ProxySettings {
+    /// The keys only `live` mode reads: they are pasted into nginx's config
+    /// and into Lua code, so they must not be able to end either.
+    fn validate_live(&self) -> Result<(), ProxyConfigError> {
+        if self.control_listen == 0 {
+            return Err(invalid(
+                "control_listen",
+                "must be a port between 1 and 65535",
+            ));
+        }
+        if self.control_listen == self.live_listen || self.control_listen == self.idle_listen {
+            return Err(invalid(
+                "control_listen",
+                format!(
+                    "must differ from proxy.live_listen ({}) and proxy.idle_listen ({})",
+                    self.live_listen, self.idle_listen
+                ),
+            ));
+        }
+        if self.template != "builtin" {
+            return Err(invalid(
+                "template",
+                "mode = \"live\" renders the builtin template only (write \"builtin\")",
+            ));
+        }
+        let path = self.live_file.to_string_lossy();
+        if !plain_path(&path) {
+            return Err(invalid(
+                "live_file",
+                format!("{path:?}: in live mode nginx reads it, so it must be an absolute path without spaces, quotes, brackets, braces, ';', '#' or '$'"),
+            ));
+        }
+        for module in &self.lua_modules {
+            if !plain_path(module) {
+                return Err(invalid(
+                    "lua_modules",
+                    format!("{module:?} must be an absolute path without spaces, quotes, brackets, braces, ';', '#' or '$'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An absolute path safe to paste into nginx's config and a Lua string.
+fn plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(|c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    ';' | '{' | '}' | '[' | ']' | '#' | '"' | '\'' | '$' | '\\'
+                )
+        })
+}
+
+/// A list of strings, or one string with comma-separated items (what an
+/// environment variable gives).
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Upstream::deserialize(d).map(|u| u.0)
 }
 
 /// The address(es) of one color's service: `"127.0.0.1:3000"` or a list
@@ -366,6 +486,42 @@ mod tests {
             let e = parse(text).validate().unwrap_err().to_string();
             assert!(e.starts_with(&format!("{key}:")), "{text} -> {e}");
         }
+    }
+
+    #[test]
+    fn mode_defaults_to_reload_and_live_mode_has_its_own_keys() {
+        let s = parse("");
+        assert_eq!(s.mode, SwitchMode::Reload);
+        let s = parse("mode = \"live\"\ncontrol_listen = 9001\nlua_modules = []");
+        assert_eq!(s.mode, SwitchMode::Live);
+        assert_eq!(s.control_url(), "http://127.0.0.1:9001/bgw/live");
+        assert!(s.lua_modules.is_empty());
+        s.validate().unwrap();
+        assert!(toml::from_str::<ProxySettings>("mode = \"hot\"").is_err());
+    }
+
+    #[test]
+    fn live_mode_validation_names_the_key() {
+        let cases: Vec<(&str, &str)> = vec![
+            ("control_listen = 80", "proxy.control_listen"),
+            ("control_listen = 0", "proxy.control_listen"),
+            ("live_file = \"/var/li ve\"", "proxy.live_file"),
+            ("live_file = \"/var/live\\\")\"", "proxy.live_file"),
+            ("live_file = \"relative/live\"", "proxy.live_file"),
+            ("lua_modules = [\"/m.so; include /x\"]", "proxy.lua_modules"),
+            ("template = \"/etc/bgw/nginx.tmpl\"", "proxy.template"),
+        ];
+        for (text, key) in cases {
+            let e = parse(&format!("mode = \"live\"\n{text}"))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{key}:")), "{text} -> {e}");
+        }
+        // The same keys are not live-mode problems in reload mode.
+        parse("live_file = \"/var/li ve\"\ncontrol_listen = 80")
+            .validate()
+            .unwrap();
     }
 
     #[test]

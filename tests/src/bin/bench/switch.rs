@@ -9,11 +9,13 @@
 //!   library sees);
 //!
 //! first for a baseline without switches, then during 50 switches
-//! (alternating colors, each verified through the proxy). Prints figures;
+//! (alternating colors, each verified through the proxy); once per switching
+//! mode (`reload`, then `live`), then both side by side. Prints figures;
 //! asserts nothing.
 
 use anyhow::{bail, Context};
 use bgw_e2e::nginx::Fixture;
+use bgw_watchdog::proxy::SwitchMode;
 use bgw_wire::Color;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,9 +32,56 @@ const WRK_CONNECTIONS: usize = 16;
 
 pub async fn run() -> anyhow::Result<()> {
     let testapp = testapp_path()?;
-    let f = Fixture::start(&testapp).await?;
+    let mut summaries = Vec::new();
+    for mode in [SwitchMode::Reload, SwitchMode::Live] {
+        summaries.push(run_mode(&testapp, mode).await?);
+    }
+    println!(
+        "-- switch modes side by side ({SWITCHES} switches each; failed = during minus baseline)"
+    );
+    println!(
+        "   {:<7} {:>13} {:>10} {:>10} {:>15} {:>17} {:>17}",
+        "mode",
+        "median ms",
+        "p95 ms",
+        "max ms",
+        "new conn failed",
+        "wrk k-a failed",
+        "pooled failed"
+    );
+    for s in &summaries {
+        println!(
+            "   {:<7} {:>13} {:>10} {:>10} {:>15} {:>17} {:>17}",
+            s.mode.as_str(),
+            s.median_ms,
+            s.p95_ms,
+            s.max_ms,
+            format!("{}/{}", s.new_conn_failed, s.new_conn_total),
+            format!("{}/{}", s.wrk_failed, s.wrk_total),
+            format!("{}/{}", s.pooled_failed, s.pooled_total),
+        );
+    }
+    Ok(())
+}
+
+/// The figures of one mode, for the side-by-side table.
+struct Summary {
+    mode: SwitchMode,
+    median_ms: u128,
+    p95_ms: u128,
+    max_ms: u128,
+    new_conn_failed: u64,
+    new_conn_total: u64,
+    wrk_failed: u64,
+    wrk_total: u64,
+    pooled_failed: u64,
+    pooled_total: u64,
+}
+
+async fn run_mode(testapp: &std::path::Path, mode: SwitchMode) -> anyhow::Result<Summary> {
+    let f = Fixture::start_in(testapp, mode).await?;
     let port = f.settings.live_listen;
-    println!("== switch: {SWITCHES} blue/green switches through a real nginx under load");
+    println!("== switch (proxy.mode = \"{mode}\"): {SWITCHES} blue/green switches through a real nginx under load");
     println!(
         "   nginx on 127.0.0.1:{port}, worker_shutdown_timeout {}, bodies checked on POST /echo",
         f.settings.worker_shutdown_timeout
@@ -63,26 +112,45 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
     let mut times = during.switch_times.clone();
     times.sort();
-    if !times.is_empty() {
-        println!(
-            "   switch time (render, nginx -t, reload, verified through the proxy): median {} ms, p95 {} ms, max {} ms",
-            times[times.len() / 2].as_millis(),
-            times[times.len() * 95 / 100].as_millis(),
-            times[times.len() - 1].as_millis()
-        );
-    }
+    let ms = |i: usize| times.get(i).map(|d| d.as_millis()).unwrap_or(0);
+    let (median_ms, p95_ms, max_ms) = (
+        ms(times.len() / 2),
+        ms(times.len() * 95 / 100),
+        ms(times.len().saturating_sub(1)),
+    );
+    let how = match mode {
+        SwitchMode::Reload => "render, nginx -t, reload",
+        SwitchMode::Live => "live file, PUT to nginx's control location",
+    };
+    println!(
+        "   switch time ({how}, verified through the proxy): median {median_ms} ms, p95 {p95_ms} ms, max {max_ms} ms"
+    );
     print_phase(&format!("during {SWITCHES} switches"), &during);
+    let summary = Summary {
+        mode,
+        median_ms,
+        p95_ms,
+        max_ms,
+        new_conn_failed: during
+            .new_conn
+            .failed
+            .saturating_sub(baseline.new_conn.failed),
+        new_conn_total: during.new_conn.total,
+        wrk_failed: (during.wrk_get.failed() + during.wrk_post.failed())
+            .saturating_sub(baseline.wrk_get.failed() + baseline.wrk_post.failed()),
+        wrk_total: during.wrk_get.requests + during.wrk_post.requests,
+        pooled_failed: during.pooled.failed.saturating_sub(baseline.pooled.failed),
+        pooled_total: during.pooled.total,
+    };
     println!(
         "   failed because of a switch (during minus baseline): new connections {}, keep-alive wrk {}, keep-alive pooled {}",
-        during.new_conn.failed.saturating_sub(baseline.new_conn.failed),
-        (during.wrk_get.failed() + during.wrk_post.failed())
-            .saturating_sub(baseline.wrk_get.failed() + baseline.wrk_post.failed()),
-        during.pooled.failed.saturating_sub(baseline.pooled.failed),
+        summary.new_conn_failed, summary.wrk_failed, summary.pooled_failed,
     );
-    Ok(())
+    Ok(summary)
 }
 
-/// `bgw-testapp` next to this binary (both are built by `cargo build -p bgw-e2e`).
+/// `bgw-testapp` next to this binary (both are built by `cargo build -p bgw-e2e`,
+/// in whichever profile: `target/quick/bench` finds `target/quick/bgw-testapp`).
 fn testapp_path() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("bgw-testapp");
