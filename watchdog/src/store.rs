@@ -67,6 +67,7 @@ pub fn wal_file(path: &str) -> std::io::Result<std::fs::File> {
 
 /// [`open`] with a chosen durability.
 pub async fn open_with(path: &str, durability: Durability) -> Result<SqlitePool, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -75,6 +76,20 @@ pub async fn open_with(path: &str, durability: Durability) -> Result<SqlitePool,
             path: path.to_string(),
             source: sqlx::Error::Io(e),
         })?;
+    }
+    // 0600 for a new database; SQLite gives its -wal and -shm the same mode.
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(StoreError::Open {
+                path: path.to_string(),
+                source: sqlx::Error::Io(e),
+            });
+        }
     }
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
         .map_err(|e| StoreError::Open {
