@@ -10,7 +10,7 @@ use bgw_wire::Color;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PROBER_TOKEN: &str = "prober-token";
+const PROBER_TOKEN: &str = "prober-token-0123456789";
 
 struct Prober(Child);
 

@@ -7,3 +7,5 @@ mod alerting;
 mod ingest;
 #[path = "watchdog/restart.rs"]
 mod restart;
+#[path = "watchdog/hardening.rs"]
+mod hardening;

@@ -406,10 +406,10 @@ fn validate_server(raw: RawServer) -> Result<crate::server::ServerSettings, Conf
         return Err(err("server.max_connections", "must be at least 4"));
     }
     let reserved_connections = raw.reserved_connections.unwrap_or(d.reserved_connections);
-    if reserved_connections == 0 || reserved_connections > max_connections / 2 {
+    if reserved_connections == 0 || reserved_connections > max_connections / 4 {
         return Err(err(
             "server.reserved_connections",
-            "must be between 1 and half of server.max_connections",
+            "must be between 1 and a quarter of server.max_connections",
         ));
     }
     Ok(crate::server::ServerSettings {

@@ -10,14 +10,17 @@
 //!   hyper's read buffer is capped, so a connection holds a bounded amount of
 //!   memory.
 //! - **Connections.** At most [`ConnLimits::general`] ordinary connections,
-//!   plus [`ConnLimits::reserve`] reserved ones, together below the process's
-//!   file limit ([`raise_nofile_limit`]) with room left for the database, the
-//!   log files and the notification channels' sockets. When the general pool
-//!   is full, a new connection takes a reserved slot: it must send a
-//!   privileged request (`/healthz`, or a heartbeat, report or admin call
-//!   carrying a valid token) within `reserve_header_timeout`, or it is closed
-//!   (`503`). When the reserve is full too, the oldest reserved connection
-//!   that has not yet proved itself is closed to make room.
+//!   plus [`ConnLimits::reserve`] reserved ones and as many newcomers on
+//!   probation, all together below the process's file limit
+//!   ([`raise_nofile_limit`]) with [`FD_HEADROOM`] descriptors left for the
+//!   database, the log files and the notification channels' sockets. When
+//!   the general pool is full, a new connection is on probation: if its first
+//!   request head arrives in full within `reserve_header_timeout` and is
+//!   privileged (`/healthz`, or a heartbeat, report or admin call carrying a
+//!   valid token) it is served in a reserved slot; otherwise it is closed.
+//!   When every place on probation is taken, the oldest newcomer is closed
+//!   to make room, so a flood of idle connections cannot keep a real client
+//!   out for longer than it takes that client to send its request.
 //! - **Shutdown.** When `shutdown` resolves the listener stops, every
 //!   connection is asked to finish its request and close, and whatever is
 //!   still open after `shutdown_timeout` is dropped.
@@ -29,7 +32,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,7 +56,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Upper bound on open connections (the file limit may lower it).
     pub max_connections: u64,
-    /// Of those, kept for `/healthz` and requests with a valid token.
+    /// Of those, kept for `/healthz` and requests with a valid token (and
+    /// as many again for newcomers being checked for one).
     pub reserved_connections: u64,
     /// How long a clean shutdown waits for open connections.
     pub shutdown_timeout: Duration,
@@ -86,17 +90,18 @@ pub struct ConnLimits {
 
 impl ConnLimits {
     /// Splits `min(max_connections, nofile - FD_HEADROOM)` into a general
-    /// pool and a reserve (at most half of the total).
+    /// pool, a reserve and as many places on probation (the reserve is at
+    /// most a quarter of the total).
     pub fn new(settings: &ServerSettings, nofile: u64) -> ConnLimits {
         let by_files = if nofile > 2 * FD_HEADROOM {
             nofile - FD_HEADROOM
         } else {
             nofile / 2
         };
-        let total = settings.max_connections.min(by_files).max(2);
-        let reserve = settings.reserved_connections.clamp(1, total / 2);
+        let total = settings.max_connections.min(by_files).max(4);
+        let reserve = settings.reserved_connections.clamp(1, total / 4);
         ConnLimits {
-            general: total - reserve,
+            general: total - 2 * reserve,
             reserve,
         }
     }
@@ -129,17 +134,40 @@ pub type Privileged = Arc<dyn Fn(&axum::http::request::Parts) -> bool + Send + S
 pub struct ConnStats {
     pub open: AtomicU64,
     pub reserved_in_use: AtomicU64,
-    /// Connections closed at once because both pools were full.
+    /// Newcomers closed: no privileged request in time, or no room.
     pub refused: AtomicU64,
-    /// Reserved connections closed to make room for a newer one.
+    /// Newcomers on probation closed to make room for a newer one.
     pub evicted: AtomicU64,
 }
 
-/// One connection in the reserve: evictable until it proves itself.
-struct ReserveEntry {
-    id: u64,
-    proven: Arc<AtomicBool>,
-    evict: Arc<tokio::sync::Notify>,
+/// Newcomers being checked for a privileged request, oldest first.
+#[derive(Default)]
+struct Probation {
+    waiting: Mutex<VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
+}
+
+impl Probation {
+    /// Admits connection `id`, closing the oldest one on probation when all
+    /// `capacity` places are taken. Returns what tells `id` it was evicted.
+    fn admit(&self, id: u64, capacity: u64, stats: &ConnStats) -> Arc<tokio::sync::Notify> {
+        let mut waiting = self.waiting.lock().expect("probation lock");
+        if waiting.len() as u64 >= capacity {
+            if let Some((_, evict)) = waiting.pop_front() {
+                evict.notify_one();
+                stats.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let evict = Arc::new(tokio::sync::Notify::new());
+        waiting.push_back((id, evict.clone()));
+        evict
+    }
+
+    fn leave(&self, id: u64) {
+        self.waiting
+            .lock()
+            .expect("probation lock")
+            .retain(|(i, _)| *i != id);
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then closes
@@ -154,7 +182,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let general = Arc::new(Semaphore::new(limits.general as usize));
-    let reserved: Arc<Mutex<VecDeque<ReserveEntry>>> = Arc::default();
+    let reserve = Arc::new(Semaphore::new(limits.reserve as usize));
+    let probation = Arc::new(Probation::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id = 0u64;
@@ -174,31 +203,36 @@ pub async fn serve(
             },
         };
         next_id += 1;
-        let (permit, in_reserve) = match general.clone().try_acquire_owned() {
-            Ok(p) => (Some(p), None),
-            Err(_) => match take_reserve(limits.reserve, next_id, &reserved, &stats) {
-                Some(handles) => (None, Some(handles)),
-                None => {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                    continue;
-                }
-            },
-        };
         let _ = stream.set_nodelay(true);
-        tasks.spawn(serve_connection(Connection {
-            id: next_id,
+        let connection = Connection {
             stream,
             peer,
             router: router.clone(),
             settings: settings.clone(),
             privileged: privileged.clone(),
-            permit,
-            in_reserve,
-            reserved: reserved.clone(),
+            permit: None,
+            in_reserve: false,
             stats: stats.clone(),
             stop: stop_rx.clone(),
-        }));
+        };
+        match general.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tasks.spawn(serve_connection(Connection {
+                    permit: Some(permit),
+                    ..connection
+                }));
+            }
+            Err(_) => {
+                let evicted = probation.admit(next_id, limits.reserve, &stats);
+                tasks.spawn(probation_then_serve(
+                    connection,
+                    next_id,
+                    probation.clone(),
+                    evicted,
+                    reserve.clone(),
+                ));
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -215,53 +249,97 @@ pub async fn serve(
     }
 }
 
-/// Puts a new connection in the reserve: in a free slot, or in the slot of
-/// the oldest reserved connection that has not sent a privileged request yet
-/// (which is closed). `None` when every reserved connection has proved itself.
-fn take_reserve(
-    capacity: u64,
+/// A newcomer while the general pool is full: it gets a reserved slot if its
+/// first request head arrives in full within `reserve_header_timeout` and is
+/// privileged; otherwise (or when evicted by a newer one, or when the
+/// reserve is full) it is closed.
+async fn probation_then_serve(
+    mut c: Connection,
     id: u64,
-    reserved: &Mutex<VecDeque<ReserveEntry>>,
-    stats: &ConnStats,
-) -> Option<(Arc<AtomicBool>, Arc<tokio::sync::Notify>)> {
-    let mut queue = reserved.lock().expect("reserve lock");
-    if queue.len() as u64 >= capacity {
-        let victim = queue
-            .iter()
-            .position(|e| !e.proven.load(Ordering::Relaxed))?;
-        let victim = queue.remove(victim)?;
-        victim.evict.notify_one();
-        stats.evicted.fetch_add(1, Ordering::Relaxed);
-    }
-    let entry = ReserveEntry {
-        id,
-        proven: Arc::default(),
-        evict: Arc::default(),
+    probation: Arc<Probation>,
+    evicted: Arc<tokio::sync::Notify>,
+    reserve: Arc<Semaphore>,
+) {
+    let head = tokio::select! {
+        () = evicted.notified() => None,
+        head = tokio::time::timeout(c.settings.reserve_header_timeout, wait_head(&c.stream)) => {
+            head.ok().flatten()
+        }
     };
-    let handles = (entry.proven.clone(), entry.evict.clone());
-    queue.push_back(entry);
-    Some(handles)
+    probation.leave(id);
+    let admitted = head.is_some_and(|h| (c.privileged)(&h));
+    if !admitted {
+        tracing::debug!(peer = %c.peer, "closed on probation: no privileged request in time");
+        c.stats.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match reserve.try_acquire_owned() {
+        Ok(permit) => {
+            c.permit = Some(permit);
+            c.in_reserve = true;
+            serve_connection(c).await;
+        }
+        Err(_) => {
+            c.stats.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits for the first request head to be there in full (peeking, so hyper
+/// still reads it); `None` when it does not fit the peek buffer or the
+/// connection ends first.
+async fn wait_head(stream: &tokio::net::TcpStream) -> Option<axum::http::request::Parts> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(parts) = parse_head(&buf[..n]) {
+            return Some(parts);
+        }
+        if n == buf.len() {
+            return None;
+        }
+        // Peeking does not consume: wait a little for the rest.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The method, target and `Authorization` of a complete request head.
+fn parse_head(data: &[u8]) -> Option<axum::http::request::Parts> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next()?.split(' ');
+    let mut request = axum::http::Request::builder()
+        .method(request_line.next()?)
+        .uri(request_line.next()?);
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        if name.eq_ignore_ascii_case("authorization") {
+            request = request.header(axum::http::header::AUTHORIZATION, value.trim());
+        }
+    }
+    request.body(()).ok().map(|r| r.into_parts().0)
 }
 
 struct Connection {
-    id: u64,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     router: Router,
     settings: ServerSettings,
     privileged: Privileged,
-    /// The general pool's slot; `None` in the reserve.
+    /// The slot this connection holds (general pool or reserve).
     permit: Option<OwnedSemaphorePermit>,
-    /// `(proven, evict)` when the connection uses a reserved slot.
-    in_reserve: Option<(Arc<AtomicBool>, Arc<tokio::sync::Notify>)>,
-    reserved: Arc<Mutex<VecDeque<ReserveEntry>>>,
+    /// Whether the slot is a reserved one: every request must be privileged.
+    in_reserve: bool,
     stats: Arc<ConnStats>,
     stop: watch::Receiver<bool>,
 }
 
 async fn serve_connection(c: Connection) {
     let Connection {
-        id,
         stream,
         peer,
         router,
@@ -269,32 +347,19 @@ async fn serve_connection(c: Connection) {
         privileged,
         permit,
         in_reserve,
-        reserved,
         stats,
         mut stop,
     } = c;
     stats.open.fetch_add(1, Ordering::Relaxed);
-    if in_reserve.is_some() {
+    if in_reserve {
         stats.reserved_in_use.fetch_add(1, Ordering::Relaxed);
     }
-    let proven = in_reserve.as_ref().map(|(p, _)| p.clone());
-    let evict = in_reserve.as_ref().map(|(_, e)| e.clone());
     let body_timeout = settings.body_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut router = router.clone();
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ConnectInfo(peer));
-        let refuse = match &proven {
-            Some(proven) if !proven.load(Ordering::Relaxed) => {
-                if privileged(&parts) {
-                    proven.store(true, Ordering::Relaxed);
-                    false
-                } else {
-                    true
-                }
-            }
-            _ => false,
-        };
+        let refuse = in_reserve && !privileged(&parts);
         let body = axum::body::Body::new(TimeoutBody::new(body, body_timeout));
         let req = axum::http::Request::from_parts(parts, body);
         async move {
@@ -307,7 +372,7 @@ async fn serve_connection(c: Connection) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(if in_reserve.is_some() {
+        .header_read_timeout(if in_reserve {
             settings.reserve_header_timeout
         } else {
             settings.header_timeout
@@ -318,13 +383,6 @@ async fn serve_connection(c: Connection) {
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let evicted = async {
-        match &evict {
-            Some(e) => e.notified().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(evicted);
     let mut stopping = *stop.borrow();
     if stopping {
         conn.as_mut().graceful_shutdown();
@@ -337,7 +395,6 @@ async fn serve_connection(c: Connection) {
                 }
                 break;
             }
-            () = &mut evicted => break,
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {
@@ -346,11 +403,7 @@ async fn serve_connection(c: Connection) {
             }
         }
     }
-    if in_reserve.is_some() {
-        reserved
-            .lock()
-            .expect("reserve lock")
-            .retain(|e| e.id != id);
+    if in_reserve {
         stats.reserved_in_use.fetch_sub(1, Ordering::Relaxed);
     }
     stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -426,12 +479,12 @@ mod tests {
     fn the_pools_stay_below_the_file_limit_with_headroom() {
         let s = ServerSettings::default();
         let l = ConnLimits::new(&s, 1024);
-        assert_eq!(l.general + l.reserve, 1024 - FD_HEADROOM);
+        assert_eq!(l.general + 2 * l.reserve, 1024 - FD_HEADROOM);
         assert_eq!(l.reserve, 64);
         let l = ConnLimits::new(&s, 1_048_576);
-        assert_eq!(l.general + l.reserve, 4096);
+        assert_eq!(l.general + 2 * l.reserve, 4096);
         let l = ConnLimits::new(&s, 300);
-        assert_eq!(l.general + l.reserve, 150);
-        assert!(l.reserve >= 1 && l.reserve <= 75);
+        assert_eq!(l.general + 2 * l.reserve, 150);
+        assert!(l.reserve >= 1 && l.reserve <= 37);
     }
 }

@@ -183,18 +183,18 @@ async fn a_permanent_refusal_is_an_event_alerted_on_the_other_channel() {
 async fn a_whole_color_failing_is_one_message() {
     let slack = SlackReceiver::start().await;
     let checks = format!(
-        "{}\n[[check]]\nname = \"blue-workers\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"workers-token\"\n",
+        "{}\n[[check]]\nname = \"blue-workers\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"workers-token-0123456789\"\n",
         default_checks("1h", "1h")
     );
     let w = spawn_watchdog_with(&checks, &notify_config(&slack, None, "")).await;
     w.blue_ok("a1").await;
     w.heartbeat(
-        "workers-token",
+        "workers-token-0123456789",
         json!({"check": "blue-workers", "instance": "w1", "status": "ok"}),
     )
     .await;
     fail_blue(&w, "boom").await;
-    w.heartbeat("workers-token", json!({"check": "blue-workers", "instance": "w1", "status": "fail", "detail": "queue stuck"}))
+    w.heartbeat("workers-token-0123456789", json!({"check": "blue-workers", "instance": "w1", "status": "fail", "detail": "queue stuck"}))
         .await;
     let got = slack.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;

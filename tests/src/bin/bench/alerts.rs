@@ -74,7 +74,7 @@ async fn burst(colored: usize, jobs: usize) -> anyhow::Result<()> {
     for i in 0..colored {
         let _ = writeln!(
             checks,
-            "[[check]]\nname = \"blue-{i}\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"3s\"\ngrace = \"0s\"\ntoken = \"t\""
+            "[[check]]\nname = \"blue-{i}\"\nkind = \"service\"\ncolor = \"blue\"\nperiod = \"3s\"\ngrace = \"0s\"\ntoken = \"alerts-bench-token\""
         );
     }
     for i in 0..jobs {
