@@ -78,7 +78,8 @@ pub fn half_heads(
 
 async fn half_head(addr: SocketAddr, head_bytes: usize, hold: Duration) -> HalfHeadOutcome {
     let start = Instant::now();
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
     else {
         return HalfHeadOutcome {
             sent: 0,

@@ -3,9 +3,9 @@
 
 #[path = "watchdog/alerting.rs"]
 mod alerting;
+#[path = "watchdog/hardening.rs"]
+mod hardening;
 #[path = "watchdog/ingest.rs"]
 mod ingest;
 #[path = "watchdog/restart.rs"]
 mod restart;
-#[path = "watchdog/hardening.rs"]
-mod hardening;

@@ -122,7 +122,11 @@ mod tests {
         use secrecy::ExposeSecret;
         assert_eq!(first.expose_secret(), again.expose_secret());
         assert_eq!(first.expose_secret().len(), 64);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

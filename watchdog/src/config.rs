@@ -390,7 +390,10 @@ fn validate_server(raw: RawServer) -> Result<crate::server::ServerSettings, Conf
     let duration = |key: &str, v: Option<HumanDuration>, default: Duration| {
         let v = v.map_or(default, |v| v.0);
         if v < Duration::from_millis(100) || v > Duration::from_secs(3600) {
-            return Err(err(format_args!("server.{key}"), "must be between 100ms and 1h"));
+            return Err(err(
+                format_args!("server.{key}"),
+                "must be between 100ms and 1h",
+            ));
         }
         Ok(v)
     };
@@ -826,7 +829,10 @@ token = "rep-secret-0123456789"
         let e = load_str("admin_token = \"short-admin\"", &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`admin_token`") && e.contains("too short"), "{e}");
+        assert!(
+            e.contains("`admin_token`") && e.contains("too short"),
+            "{e}"
+        );
         assert!(!e.contains("short-admin"), "{e}");
         let e = load_str(
             "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"fifteen-chars-x\"",
@@ -845,9 +851,18 @@ token = "rep-secret-0123456789"
         let s = load_str(GOOD, &[("BGW_SERVER_HEADER_TIMEOUT", "3s")]).unwrap();
         assert_eq!(s.server.header_timeout, Duration::from_secs(3));
         for (toml, needle) in [
-            ("[server]\nheader_timeout = \"1ms\"", "`server.header_timeout`"),
-            ("[server]\nmax_header_bytes = 10", "`server.max_header_bytes`"),
-            ("[server]\nmax_connections = 100\nreserved_connections = 60", "`server.reserved_connections`"),
+            (
+                "[server]\nheader_timeout = \"1ms\"",
+                "`server.header_timeout`",
+            ),
+            (
+                "[server]\nmax_header_bytes = 10",
+                "`server.max_header_bytes`",
+            ),
+            (
+                "[server]\nmax_connections = 100\nreserved_connections = 60",
+                "`server.reserved_connections`",
+            ),
         ] {
             let e = load_str(toml, &[]).unwrap_err().to_string();
             assert!(e.contains(needle), "{toml:?} gave {e:?}");

@@ -7,10 +7,10 @@
 
 #[path = "bench/agent.rs"]
 mod agent;
-#[path = "bench/attack.rs"]
-mod attack;
 #[path = "bench/alerts.rs"]
 mod alerts;
+#[path = "bench/attack.rs"]
+mod attack;
 #[path = "bench/notify.rs"]
 mod notify;
 #[path = "bench/prober.rs"]

@@ -95,11 +95,10 @@ async fn half_sent_headers_are_closed_and_memory_stays_bounded() {
         during < before + 100 * 1024,
         "resident memory went from {before} KiB to {during} KiB"
     );
-    let (big, small) = tokio::task::spawn_blocking(move || {
-        (big.join().unwrap(), small.join().unwrap())
-    })
-    .await
-    .unwrap();
+    let (big, small) =
+        tokio::task::spawn_blocking(move || (big.join().unwrap(), small.join().unwrap()))
+            .await
+            .unwrap();
     // The kernel's socket buffers take much of each head; what matters is
     // that the watchdog closes the connection (431 past max_header_bytes).
     for o in big {
@@ -160,7 +159,9 @@ async fn raw(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Value) {
-    let mut r = w.http.request(method.parse().unwrap(), format!("{}{path}", w.base));
+    let mut r = w
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", w.base));
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
@@ -189,7 +190,10 @@ async fn cross_site_deploy_and_toggle_are_refused_even_with_the_token() {
         ),
         (
             "/api/v1/toggle",
-            vec![("authorization", bearer.as_str()), ("content-type", "text/plain")],
+            vec![
+                ("authorization", bearer.as_str()),
+                ("content-type", "text/plain"),
+            ],
             r#"{"to": "green"}"#,
             415,
         ),
@@ -201,7 +205,10 @@ async fn cross_site_deploy_and_toggle_are_refused_even_with_the_token() {
         ),
         (
             "/api/v1/checks/job/pause",
-            vec![("authorization", bearer.as_str()), ("sec-fetch-site", "cross-site")],
+            vec![
+                ("authorization", bearer.as_str()),
+                ("sec-fetch-site", "cross-site"),
+            ],
             "",
             403,
         ),
@@ -209,13 +216,21 @@ async fn cross_site_deploy_and_toggle_are_refused_even_with_the_token() {
     for (path, headers, body, want) in cases {
         let (status, value) = raw(&w, "POST", path, &headers, body).await;
         assert_eq!(status, want, "{path} {headers:?}: {value}");
-        assert!(value["error"].as_str().unwrap().contains("refused"), "{value}");
+        assert!(
+            value["error"].as_str().unwrap().contains("refused"),
+            "{value}"
+        );
     }
-    let kinds: Vec<Value> = w.events().await.into_iter().map(|e| e["kind"].clone()).collect();
+    let kinds: Vec<Value> = w
+        .events()
+        .await
+        .into_iter()
+        .map(|e| e["kind"].clone())
+        .collect();
     assert!(
-        !kinds.iter().any(|k| k.as_str().is_some_and(|k| k.contains("toggle")
-            || k.contains("deploy")
-            || k.contains("switch"))),
+        !kinds.iter().any(|k| k
+            .as_str()
+            .is_some_and(|k| k.contains("toggle") || k.contains("deploy") || k.contains("switch"))),
         "{kinds:?}"
     );
     assert_eq!(w.state("job").await, "new", "the pause was refused");
@@ -293,8 +308,16 @@ async fn guessing_tokens_is_slowed_down_with_429() {
         "{statuses:?}"
     );
     let (status, _) = w.admin_get("/api/v1/checks").await;
-    assert_eq!(status, 429, "a spent address is refused before its token is checked");
-    let h = w.http.get(format!("{}/healthz", w.base)).send().await.unwrap();
+    assert_eq!(
+        status, 429,
+        "a spent address is refused before its token is checked"
+    );
+    let h = w
+        .http
+        .get(format!("{}/healthz", w.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200, "requests without a token are not limited");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, body) = w.blue_ok("a1").await;

@@ -133,10 +133,7 @@ pub fn refuse_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
             ));
         }
     }
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -223,8 +220,8 @@ impl FailedAuthLimiter {
     }
 
     fn refill(&self, bucket: &mut (f64, Instant), now: Instant) {
-        bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * self.rate)
-            .min(self.burst());
+        bucket.0 =
+            (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * self.rate).min(self.burst());
         bucket.1 = now;
     }
 
@@ -265,7 +262,10 @@ impl FailedAuthLimiter {
 
 /// Whether a request may use a reserved connection (see `crate::server`):
 /// `/healthz`, or a request bearing the admin token or a check's token.
-pub fn privileged(admin: Arc<AdminAuth>, check_tokens: HashSet<String>) -> crate::server::Privileged {
+pub fn privileged(
+    admin: Arc<AdminAuth>,
+    check_tokens: HashSet<String>,
+) -> crate::server::Privileged {
     Arc::new(move |parts: &axum::http::request::Parts| {
         if parts.uri.path() == "/healthz" {
             return true;
@@ -301,7 +301,10 @@ mod tests {
 
     #[test]
     fn a_foreign_origin_or_a_form_content_type_is_refused() {
-        let foreign = headers(&[("host", "127.0.0.1:8700"), ("origin", "http://evil.example")]);
+        let foreign = headers(&[
+            ("host", "127.0.0.1:8700"),
+            ("origin", "http://evil.example"),
+        ]);
         assert_eq!(refuse_cross_site(&foreign).unwrap_err().status, 403);
         let text = headers(&[("host", "127.0.0.1:8700"), ("content-type", "text/plain")]);
         assert_eq!(refuse_cross_site(&text).unwrap_err().status, 415);

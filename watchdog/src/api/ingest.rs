@@ -279,7 +279,11 @@ mod tests {
     fn long_text_is_cut_to_512_bytes_saying_how_much_more_there_was() {
         let long = "é".repeat(30_000);
         let short = shorten(long);
-        assert!(short.ends_with("… and 59488 more bytes"), "{}", &short[500..]);
+        assert!(
+            short.ends_with("… and 59488 more bytes"),
+            "{}",
+            &short[500..]
+        );
         assert!(short.len() < MAX_TEXT + 40);
         assert_eq!(shorten("fine".into()), "fine");
     }

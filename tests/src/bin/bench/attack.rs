@@ -71,7 +71,10 @@ async fn probe(w: &Watchdog, span: Duration) -> (Vec<Duration>, (usize, usize), 
     (latencies, (beats, beats_sent), (health, health_sent))
 }
 
-fn report(label: &str, (latencies, beats, health): (Vec<Duration>, (usize, usize), (usize, usize))) {
+fn report(
+    label: &str,
+    (latencies, beats, health): (Vec<Duration>, (usize, usize), (usize, usize)),
+) {
     println!(
         "{label}: heartbeats answered {}/{} ({}); /healthz answered {}/{}",
         beats.0,
@@ -115,8 +118,7 @@ async fn half_heads() -> anyhow::Result<()> {
     let peak = bgw_e2e::measure::status_kib(pid, "VmHWM:")?;
     println!("900 connections x 400 KB of unfinished headers:");
     report("  during", probed);
-    let outcomes = tokio::task::spawn_blocking(move || attack.join().expect("attack"))
-        .await?;
+    let outcomes = tokio::task::spawn_blocking(move || attack.join().expect("attack")).await?;
     let mut closed: Vec<Duration> = outcomes.iter().filter_map(|o| o.closed_after).collect();
     closed.sort();
     println!(
