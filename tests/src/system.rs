@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const GREEN_TOKEN: &str = "green-token";
+pub const GREEN_TOKEN: &str = "green-token-0123456789";
 
 /// Timings and policy of a [`System`]; the defaults are short (period 1s,
 /// grace 1s, fail_after 2, agents every 300ms, checker every 300ms).

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ADMIN: &str = "admin-token";
-pub const BLUE_TOKEN: &str = "blue-token";
-pub const CHECKER_TOKEN: &str = "checker-token";
+pub const ADMIN: &str = "admin-token-0123456789";
+pub const BLUE_TOKEN: &str = "blue-token-0123456789";
+pub const CHECKER_TOKEN: &str = "checker-token-0123456789";
 pub const JOB_UUID: &str = "5f0c8a56-1b2c-4d3e-8f90-0123456789ab";
 
 /// A config with a blue service, a periodic job and a checker reporter.
@@ -61,6 +61,12 @@ pub struct Watchdog {
     pub http: reqwest::Client,
     checks: String,
     extra: String,
+    /// Hard and soft open-file limit of the process (`ulimit -n`), if set.
+    pub nofile: Option<u64>,
+    /// Whether the config sets `admin_token` (else the watchdog generates one).
+    pub with_admin_token: bool,
+    /// The host part of `listen` (`127.0.0.1`, or `[::]`).
+    pub listen_host: String,
     child: Option<Child>,
     app: Option<InProcess>,
     /// The watchdog's clock, for `spawn_app` watchdogs.
@@ -88,6 +94,9 @@ pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
         http: reqwest::Client::new(),
         checks: checks.to_string(),
         extra: extra.to_string(),
+        nofile: None,
+        with_admin_token: true,
+        listen_host: "127.0.0.1".into(),
         child: None,
         app: None,
         clock: None,
@@ -110,6 +119,32 @@ pub async fn spawn_app(checks: &str, extra: &str) -> Watchdog {
         app: None,
         clock: Some(hand),
     };
+    w.start().await;
+    w
+}
+
+/// Like [`spawn_watchdog_with`], with `adjust` applied before the start
+/// (a file limit, no admin token, another listen host).
+pub async fn spawn_watchdog_adjusted(
+    checks: &str,
+    extra: &str,
+    adjust: impl FnOnce(&mut Watchdog),
+) -> Watchdog {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut w = Watchdog {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        dir,
+        http: reqwest::Client::new(),
+        checks: checks.to_string(),
+        extra: extra.to_string(),
+        nofile: None,
+        with_admin_token: true,
+        listen_host: "127.0.0.1".into(),
+        child: None,
+    };
+    adjust(&mut w);
     w.start().await;
     w
 }
@@ -138,7 +173,13 @@ impl Watchdog {
             });
         let (keys, tables) = self.extra.split_at(split.min(self.extra.len()));
         let config = format!(
-            "{keys}\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\nadmin_token = \"{ADMIN}\"\n{checks}\n{tables}\n",
+            "{keys}\nlisten = \"{host}:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\n{admin}\n{checks}\n{tables}\n",
+            host = self.listen_host,
+            admin = if self.with_admin_token {
+                format!("admin_token = \"{ADMIN}\"")
+            } else {
+                String::new()
+            },
             port = self.port,
             db = self.db_path().display(),
             log = self.log_dir().display(),
@@ -158,7 +199,19 @@ impl Watchdog {
             return self.start_in_process(hand).await;
         }
         self.write_config();
-        let child = Command::new(crate::bin("bgw-watchdog"))
+        let mut command = match self.nofile {
+            // `ulimit -n` sets the soft and the hard limit, like systemd's
+            // LimitNOFILE.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(crate::bin("bgw-watchdog"));
+                c
+            }
+            None => Command::new(crate::bin("bgw-watchdog")),
+        };
+        let child = command
             .arg("--config")
             .arg(self.config_path())
             .arg("serve")
@@ -247,6 +300,11 @@ impl Watchdog {
     /// Replaces the checks and restarts with the same database.
     pub fn set_checks(&mut self, checks: &str) {
         self.checks = checks.to_string();
+    }
+
+    /// The process id of the running watchdog.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no graceful shutdown, like a crash or power loss of the process.

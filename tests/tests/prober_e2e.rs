@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PROBER_TOKEN: &str = "prober-token";
+const PROBER_TOKEN: &str = "prober-token-0123456789";
 /// The probers' `silence_after`.
 const SILENCE: Duration = Duration::from_secs(2);
 

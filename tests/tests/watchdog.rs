@@ -3,6 +3,8 @@
 
 #[path = "watchdog/alerting.rs"]
 mod alerting;
+#[path = "watchdog/hardening.rs"]
+mod hardening;
 #[path = "watchdog/ingest.rs"]
 mod ingest;
 #[path = "watchdog/restart.rs"]

@@ -1,9 +1,11 @@
 //! The HTTP API: the router, its shared state, admin authentication and the
 //! per-token rate limiter. Handlers live in `api/ingest.rs` (heartbeats,
 //! reports, pings), `api/admin.rs` (checks, events, pause/resume) and
-//! `api/control.rs` (live color, toggle, deploy, scale, rollback).
+//! `api/control.rs` (live color, toggle, deploy, scale, rollback); who may
+//! call what in `api/auth.rs`.
 
 mod admin;
+pub mod auth;
 mod control;
 pub mod error;
 mod ingest;
@@ -12,10 +14,10 @@ mod page;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use error::ApiError;
-use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,10 @@ pub struct AppState {
     pub store: crate::store::Store,
     pub clock: crate::clock::Clock,
     pub metrics: Arc<Metrics>,
-    pub admin_token: Option<Arc<SecretString>>,
+    /// The admin token (configured or generated) and what it guards.
+    pub admin: Arc<auth::AdminAuth>,
+    /// Failed authentications per client address.
+    pub failed_auth: Arc<auth::FailedAuthLimiter>,
     pub limiter: Arc<RateLimiter>,
     pub started: chrono::DateTime<chrono::Utc>,
     pub channels: Arc<Vec<Arc<crate::outbox::ChannelHealth>>>,
@@ -54,39 +59,12 @@ impl AppState {
             }
         }
     }
-
-    /// Admin endpoints need `Bearer <admin_token>`. Without a configured
-    /// admin token they are open to loopback clients only.
-    fn authorize_admin(
-        &self,
-        headers: &axum::http::HeaderMap,
-        peer: SocketAddr,
-    ) -> Result<(), ApiError> {
-        let presented = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match (&self.admin_token, presented) {
-            (Some(token), Some(p))
-                if crate::config::secrets_equal(token.expose_secret(), p.trim()) =>
-            {
-                Ok(())
-            }
-            (Some(_), Some(_)) => Err(ApiError::unauthorized("wrong admin token")),
-            (Some(_), None) => Err(ApiError::unauthorized(
-                "missing admin token (Authorization: Bearer <admin_token>)",
-            )),
-            (None, _) if peer.ip().is_loopback() => Ok(()),
-            (None, _) => Err(ApiError::unauthorized(
-                "no admin_token is configured: the admin API answers loopback clients only",
-            )),
-        }
-    }
 }
 
-/// An admin request, authorized: extracting it checks `Bearer <admin_token>`
-/// (or, without a configured token, that the client is on loopback), so a
-/// handler that takes it cannot forget to.
+/// An admin request, authorized for reading: extracting it checks `Bearer
+/// <admin_token>` (or, with a generated token, that the client is on
+/// loopback), so a handler that takes it cannot forget to. Mutating routes
+/// are also behind [`auth::admin_write`] (see [`router`]).
 pub struct Admin(pub AppState);
 
 impl axum::extract::FromRequestParts<AppState> for Admin {
@@ -100,7 +78,7 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-        state.authorize_admin(&parts.headers, peer)?;
+        state.admin.authorize_read(&parts.headers, peer)?;
         Ok(Admin(state.clone()))
     }
 }
@@ -151,6 +129,10 @@ impl RateLimiter {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Mutating admin routes: not cross-site, and the admin token, always.
+    let write = |route: MethodRouter<AppState>| {
+        route.route_layer(from_fn_with_state(state.clone(), auth::admin_write))
+    };
     let ping = get(ingest::ping).post(ingest::ping).head(ingest::ping);
     let ping_action = get(ingest::ping_with_action)
         .post(ingest::ping_with_action)
@@ -165,27 +147,35 @@ pub fn router(state: AppState) -> Router {
         .route("/ping/{uuid}/{action}", ping_action)
         .route("/api/v1/checks", get(admin::list_checks))
         .route("/api/v1/checks/{name}", get(admin::get_check))
-        .route("/api/v1/checks/{name}/pause", post(admin::pause))
-        .route("/api/v1/checks/{name}/resume", post(admin::resume))
+        .route("/api/v1/checks/{name}/pause", write(post(admin::pause)))
+        .route("/api/v1/checks/{name}/resume", write(post(admin::resume)))
         .route("/api/v1/events", get(admin::events))
         .route("/api/v1/notifications", get(admin::notifications))
         .route("/api/v1/targets", get(admin::targets))
         .route("/api/v1/live", get(control::live))
-        .route("/api/v1/toggle", post(control::toggle))
-        .route("/api/v1/deploy", post(control::deploy))
-        .route("/api/v1/scale", post(control::scale))
+        .route("/api/v1/toggle", write(post(control::toggle)))
+        .route("/api/v1/deploy", write(post(control::deploy)))
+        .route("/api/v1/scale", write(post(control::scale)))
         .route("/api/v1/rollback", get(control::rollback_status))
-        .route("/api/v1/rollback/rearm", post(control::rearm))
-        .route("/api/v1/rollback/disable", post(control::disable))
+        .route("/api/v1/rollback/rearm", write(post(control::rearm)))
+        .route("/api/v1/rollback/disable", write(post(control::disable)))
         .route(
             "/api/v1/silences",
-            get(admin::silences).post(admin::add_silence),
+            get(admin::silences).merge(write(post(admin::add_silence))),
         )
         .route(
             "/api/v1/silences/{id}",
-            axum::routing::delete(admin::end_silence),
+            write(axum::routing::delete(admin::end_silence)),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
         .layer(DefaultBodyLimit::max(bgw_wire::MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), auth::limit_failed_auth))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

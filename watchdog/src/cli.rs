@@ -5,6 +5,16 @@ use anyhow::{anyhow, bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+/// The admin token the commands present: `admin_token` from the
+/// configuration, else the one the watchdog generated next to its database
+/// (readable on the watchdog's host by its user); `None` when neither is
+/// there (read-only commands still work from loopback).
+pub fn admin_token(settings: &crate::config::Settings) -> Option<SecretString> {
+    settings.admin_token.clone().or_else(|| {
+        crate::admin_token::read(&crate::admin_token::path_for(&settings.database)).ok()
+    })
+}
+
 /// Talks to the admin API at `base` with the admin token.
 pub struct Client {
     base: String,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// Sections whose keys `BGW_<SECTION>_<KEY>` can set.
 pub const ENV_SECTIONS: &[&str] = &[
+    "server",
     "proxy",
     "rollback",
     "notify",
@@ -54,6 +55,8 @@ struct RawSettings {
     #[serde(default)]
     check: Vec<RawCheck>,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     proxy: Option<crate::proxy::ProxySettings>,
     #[serde(default)]
     rollback: Option<crate::rollback::RollbackSettings>,
@@ -74,6 +77,24 @@ struct RawNotify {
     flap_window: Option<HumanDuration>,
     group_window: Option<HumanDuration>,
 }
+
+/// `[server]`: the connection layer's bounds (see `crate::server`).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_timeout: Option<HumanDuration>,
+    body_timeout: Option<HumanDuration>,
+    reserve_header_timeout: Option<HumanDuration>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<u64>,
+    reserved_connections: Option<u64>,
+    shutdown_timeout: Option<HumanDuration>,
+    failed_auth_per_second: Option<u32>,
+}
+
+/// Shortest token accepted (admin and check tokens): shorter ones are
+/// guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// `[notify]`: the channels and the alerting policy.
 #[derive(Debug, Clone)]
@@ -156,6 +177,8 @@ pub struct Settings {
     /// `[rollback]`, validated; the contract's defaults when absent.
     pub rollback: crate::rollback::RollbackSettings,
     pub notify: NotifySettings,
+    /// `[server]`: timeouts, sizes and connection limits.
+    pub server: crate::server::ServerSettings,
 }
 
 pub use crate::check::secrets_equal;
@@ -284,6 +307,55 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         proxy_configured,
         rollback,
         notify: validate_notify(raw.notify)?,
+        server: validate_server(raw.server)?,
+    })
+}
+
+fn validate_server(raw: RawServer) -> Result<crate::server::ServerSettings, ConfigError> {
+    let d = crate::server::ServerSettings::default();
+    let duration = |key: &str, v: Option<HumanDuration>, default: Duration| {
+        let v = v.map_or(default, |v| v.0);
+        if v < Duration::from_millis(100) || v > Duration::from_secs(3600) {
+            return Err(err(
+                format_args!("server.{key}"),
+                "must be between 100ms and 1h",
+            ));
+        }
+        Ok(v)
+    };
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(d.max_header_bytes);
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        return Err(err(
+            "server.max_header_bytes",
+            "must be between 1024 and 1048576",
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
+    if max_connections < 4 {
+        return Err(err("server.max_connections", "must be at least 4"));
+    }
+    let reserved_connections = raw.reserved_connections.unwrap_or(d.reserved_connections);
+    if reserved_connections == 0 || reserved_connections > max_connections / 4 {
+        return Err(err(
+            "server.reserved_connections",
+            "must be between 1 and a quarter of server.max_connections",
+        ));
+    }
+    Ok(crate::server::ServerSettings {
+        header_timeout: duration("header_timeout", raw.header_timeout, d.header_timeout)?,
+        body_timeout: duration("body_timeout", raw.body_timeout, d.body_timeout)?,
+        reserve_header_timeout: duration(
+            "reserve_header_timeout",
+            raw.reserve_header_timeout,
+            d.reserve_header_timeout,
+        )?,
+        max_header_bytes,
+        max_connections,
+        reserved_connections,
+        shutdown_timeout: duration("shutdown_timeout", raw.shutdown_timeout, d.shutdown_timeout)?,
+        failed_auth_per_second: raw
+            .failed_auth_per_second
+            .unwrap_or(d.failed_auth_per_second),
     })
 }
 
@@ -348,8 +420,14 @@ fn secret_or_file(
             format_args!("set either {key} or {key}_file, not both"),
         )),
         (Some(v), None) => {
-            if v.expose_secret().trim().is_empty() {
+            let len = v.expose_secret().trim().chars().count();
+            if len == 0 {
                 Err(err(key, "empty"))
+            } else if len < MIN_TOKEN_LEN {
+                Err(err(
+                    key,
+                    format_args!("too short ({len} characters): use at least {MIN_TOKEN_LEN}"),
+                ))
             } else {
                 Ok(Some(v))
             }
@@ -366,6 +444,15 @@ fn secret_or_file(
                 return Err(err(
                     format_args!("{key}_file"),
                     format_args!("{} is empty", f.display()),
+                ));
+            }
+            if t.chars().count() < MIN_TOKEN_LEN {
+                return Err(err(
+                    format_args!("{key}_file"),
+                    format_args!(
+                        "the token in {} is too short: use at least {MIN_TOKEN_LEN} characters",
+                        f.display()
+                    ),
                 ));
             }
             Ok(Some(SecretString::from(t.to_string())))
@@ -531,14 +618,14 @@ mod tests {
     }
 
     const GOOD: &str = r#"
-admin_token = "admin-secret"
+admin_token = "admin-secret-0123456789"
 [[check]]
 name = "blue"
 kind = "service"
 color = "blue"
 period = "5s"
 grace = "5s"
-token = "svc-secret"
+token = "svc-secret-0123456789"
 [[check]]
 name = "nightly-backup"
 kind = "heartbeat"
@@ -551,7 +638,7 @@ name = "checker"
 kind = "reporter"
 period = "5s"
 grace = "10s"
-token = "rep-secret"
+token = "rep-secret-0123456789"
 "#;
 
     #[test]
@@ -567,8 +654,8 @@ token = "rep-secret"
                 uuid: "5f0c8a56-1b2c-4d3e-8f90-0123456789ab".into()
             }
         );
-        assert!(s.checks[0].token_matches("svc-secret"));
-        assert!(!s.checks[0].token_matches("svc-secreT"));
+        assert!(s.checks[0].token_matches("svc-secret-0123456789"));
+        assert!(!s.checks[0].token_matches("svc-secret-012345678A"));
     }
 
     #[test]
@@ -657,10 +744,55 @@ token = "rep-secret"
 
     #[test]
     fn duplicate_names_are_rejected() {
-        let t = "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"t\"\n"
+        let t = "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"0123456789abcdef\"\n"
             .repeat(2);
         let e = load_str(&t, &[]).unwrap_err().to_string();
         assert!(e.contains("duplicate check name"), "{e}");
+    }
+
+    #[test]
+    fn tokens_shorter_than_16_characters_are_refused_naming_the_key() {
+        let e = load_str("admin_token = \"short-admin\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`admin_token`") && e.contains("too short"),
+            "{e}"
+        );
+        assert!(!e.contains("short-admin"), "{e}");
+        let e = load_str(
+            "[[check]]\nname = \"a\"\nkind = \"reporter\"\nperiod = \"5s\"\ntoken = \"fifteen-chars-x\"",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`check[0].token`"), "{e}");
+        assert!(load_str("admin_token = \"sixteen-chars-xx\"", &[]).is_ok());
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_bad_ones_name_their_key() {
+        let s = load_str(GOOD, &[]).unwrap();
+        assert_eq!(s.server, crate::server::ServerSettings::default());
+        let s = load_str(GOOD, &[("BGW_SERVER_HEADER_TIMEOUT", "3s")]).unwrap();
+        assert_eq!(s.server.header_timeout, Duration::from_secs(3));
+        for (toml, needle) in [
+            (
+                "[server]\nheader_timeout = \"1ms\"",
+                "`server.header_timeout`",
+            ),
+            (
+                "[server]\nmax_header_bytes = 10",
+                "`server.max_header_bytes`",
+            ),
+            (
+                "[server]\nmax_connections = 100\nreserved_connections = 60",
+                "`server.reserved_connections`",
+            ),
+        ] {
+            let e = load_str(toml, &[]).unwrap_err().to_string();
+            assert!(e.contains(needle), "{toml:?} gave {e:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! state and deadline in SQLite, writes the daily log, alerts, and controls
 //! the blue/green switch.
 
+pub mod admin_token;
 pub mod alerting;
 pub mod api;
 pub mod check;
@@ -19,12 +20,12 @@ pub mod proxy;
 pub mod reports;
 pub mod rollback;
 pub mod schedule;
+pub mod server;
 pub mod state;
 pub mod store;
 
 use anyhow::Context;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Runs the watchdog until `shutdown` resolves, on the system clock: opens
@@ -46,6 +47,14 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: clock::Clock,
 ) -> anyhow::Result<()> {
+    let nofile = server::raise_nofile_limit();
+    let limits = server::ConnLimits::new(&settings.server, nofile);
+    let admin = Arc::new(match settings.admin_token.take() {
+        Some(t) => api::auth::AdminAuth::configured(t),
+        None => api::auth::AdminAuth::generated(admin_token::load_or_create(
+            &admin_token::path_for(&settings.database),
+        )?),
+    });
     let log = logfile::DailyLog::open(&settings.log_dir).context("cannot use log_dir")?;
     let store = store::Store::open_with(&settings.database, settings.durability).await?;
     let now = clock.now();
@@ -57,6 +66,11 @@ pub async fn run_with(
         })
         .collect();
     let (loaded, sync_events) = store.sync_checks(&specs, now).await?;
+    let check_tokens = specs
+        .iter()
+        .filter_map(|(s, _)| s.token.as_ref())
+        .map(|t| secrecy::ExposeSecret::expose_secret(t).to_string())
+        .collect();
     let catalog = Arc::new(check::Catalog::new(
         specs
             .into_iter()
@@ -179,7 +193,10 @@ pub async fn run_with(
         store: store.clone(),
         clock,
         metrics,
-        admin_token: settings.admin_token.map(Arc::new),
+        admin: admin.clone(),
+        failed_auth: Arc::new(api::auth::FailedAuthLimiter::new(
+            settings.server.failed_auth_per_second,
+        )),
         limiter: Arc::new(api::RateLimiter::new(settings.rate_limit)),
         started: now,
         channels: Arc::new(channel_health),
@@ -189,15 +206,21 @@ pub async fn run_with(
         checks = catalog.checks.len(),
         database = %settings.database,
         log_dir = %settings.log_dir.display(),
+        max_connections = limits.general + limits.reserve,
+        reserved_connections = limits.reserve,
+        open_files = nofile,
         "bgw-watchdog serving"
     );
-    axum::serve(
+    server::serve(
         listener,
-        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(state),
+        settings.server.clone(),
+        limits,
+        api::auth::privileged(admin, check_tokens),
+        Arc::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")?;
+    .await;
     // Stop the outbox workers, timers and watcher (a send in flight
     // finishes first), then every monitor handle is gone.
     let _ = stop.send(true);

@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,21 +110,34 @@ impl DailyLog {
             return Err(io::Error::other("it is not a directory"));
         }
         std::fs::create_dir_all(&self.dir)?;
+        // 0640: the log names checks and reasons; not for every user.
         OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o640)
             .open(self.path_for(date))
     }
 }
 
 /// `[14:03:07] - {line}`: the UTC time of day, then the line with any line
-/// breaks turned into spaces so one event stays one line.
+/// breaks turned into spaces so one event stays one line, and every other
+/// control character (terminal escape sequences included) written as
+/// `\x1b` or `\u{9b}`, so that `cat` or `tail -f` of the log cannot be
+/// driven by what a client sent.
 pub fn format_line(at: DateTime<Utc>, line: &str) -> String {
-    format!(
-        "[{}] - {}",
-        at.format("%H:%M:%S"),
-        line.replace(['\n', '\r'], " ")
-    )
+    let mut out = format!("[{}] - ", at.format("%H:%M:%S"));
+    out.reserve(line.len());
+    for c in line.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Lines waiting for the disk before writers have to wait.

@@ -133,7 +133,7 @@ async fn run(
     let client = || {
         cli::Client::new(
             &url.clone().unwrap_or_else(|| settings.listen.to_string()),
-            settings.admin_token.clone(),
+            cli::admin_token(&settings),
         )
     };
     match command {
@@ -218,7 +218,7 @@ fn describe(s: &config::Settings) -> String {
         if s.admin_token.is_some() {
             "token required"
         } else {
-            "loopback only (no admin_token)"
+            "generated token (no admin_token): writes need it, reads are open to loopback"
         },
         s.checks.len()
     );

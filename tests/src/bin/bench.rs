@@ -1,13 +1,16 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
 //! `bench` runs them all; `bench <name>...` runs some:
-//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`.
-//! Build with `cargo build --release --workspace --bins` first: the
-//! benchmarks start the release binaries next to this one.
+//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`,
+//! `attack`. Build with `cargo build --release --workspace --bins` (or
+//! `--profile quick`) first: the benchmarks start the binaries next to this
+//! one (`target/release/` or `target/quick/`).
 
 #[path = "bench/agent.rs"]
 mod agent;
 #[path = "bench/alerts.rs"]
 mod alerts;
+#[path = "bench/attack.rs"]
+mod attack;
 #[path = "bench/notify.rs"]
 mod notify;
 #[path = "bench/prober.rs"]
@@ -43,6 +46,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("rollback") {
         rollback::run().await?;
+    }
+    if wants("attack") {
+        attack::run().await?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use bgw_wire::Color;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const PROBER_TOKEN: &str = "prober-token";
+const PROBER_TOKEN: &str = "prober-token-0123456789";
 
 fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");

@@ -6,7 +6,7 @@ use std::time::Duration;
 async fn after_a_crash_passed_deadlines_are_judged_after_their_clients_fair_chance_dated_at_the_deadline(
 ) {
     let checks = format!(
-        "{}\n[[check]]\nname = \"slow\"\nkind = \"reporter\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"slow-token\"\n",
+        "{}\n[[check]]\nname = \"slow\"\nkind = \"reporter\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"slow-token-0123456789\"\n",
         default_checks("1s", "1s")
     );
     let mut w = spawn_watchdog(&checks).await;
@@ -14,7 +14,7 @@ async fn after_a_crash_passed_deadlines_are_judged_after_their_clients_fair_chan
     let r = w
         .http
         .post(format!("{}/api/v1/report", w.base))
-        .bearer_auth("slow-token")
+        .bearer_auth("slow-token-0123456789")
         .json(&serde_json::json!({"observer": "slow", "results": []}))
         .send()
         .await
@@ -167,7 +167,7 @@ async fn check_config_exits_2_naming_the_bad_key() {
     let p = dir.path().join("w.toml");
     std::fs::write(
         &p,
-        "[[check]]\nname = \"a\"\nkind = \"service\"\nperiod = \"5 seconds\"\ntoken = \"t\"\n",
+        "[[check]]\nname = \"a\"\nkind = \"service\"\nperiod = \"5 seconds\"\ntoken = \"0123456789abcdef\"\n",
     )
     .unwrap();
     let out = Command::new(bgw_e2e::bin("bgw-watchdog"))

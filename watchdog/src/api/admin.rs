@@ -217,7 +217,8 @@ pub async fn add_silence(
     Admin(app): Admin,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let s: NewSilence = super::parse_body(&body?)?;
+    let mut s: NewSilence = super::parse_body(&body?)?;
+    s.reason = super::ingest::shorten(s.reason.trim().to_string());
     let known = app.monitor.catalog.by_name(&s.target).is_some()
         || s.target.parse::<bgw_wire::Color>().is_ok()
         || s.target.contains(':')

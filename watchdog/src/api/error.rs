@@ -5,6 +5,9 @@
 //! fix the name, 413 send less, 429 slow down, 503 try later. Messages say
 //! what was wrong with the request and never echo a token or a secret.
 //! Internal errors are logged in full and answered with a short message.
+//! Rejections made outside the handlers (an unknown route, a method not
+//! allowed, a path that does not decode, a body limit) are turned into the
+//! same JSON by [`json_errors`], so no error answer is plain text or empty.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -93,4 +96,42 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// Longest non-JSON error text carried over into `{"error": ...}`.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Middleware: an error answer (4xx, 5xx) that is not JSON becomes
+/// `{"error": "<its text, or the status's reason>"}` with the same status.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut json = ApiError::new(status, message).into_response();
+    for name in [axum::http::header::ALLOW, axum::http::header::CONNECTION] {
+        if let Some(v) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, v.clone());
+        }
+    }
+    json
 }

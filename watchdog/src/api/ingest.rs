@@ -16,8 +16,10 @@ use axum::Json;
 use bgw_wire::{Heartbeat, HeartbeatAck, Report};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Longest `detail` kept with a ping; longer ones are cut.
-const MAX_DETAIL: usize = 1000;
+/// Longest free text kept from a client (a heartbeat's `detail`, a
+/// report's `error` and `url`, a ping's body): the rest is cut here, at the
+/// edge, so no log line, event or message carries more.
+pub const MAX_TEXT: usize = 512;
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     headers
@@ -31,14 +33,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > MAX_DETAIL {
-        let mut cut = MAX_DETAIL;
+/// `s` cut to [`MAX_TEXT`] bytes (on a character boundary) with
+/// "… and N more bytes" saying how much was left out.
+pub fn shorten(mut s: String) -> String {
+    if s.len() > MAX_TEXT {
+        let mut cut = MAX_TEXT;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
+        let more = s.len() - cut;
         s.truncate(cut);
-        s.push('…');
+        s.push_str(&format!("… and {more} more bytes"));
     }
     s
 }
@@ -84,7 +89,7 @@ pub async fn heartbeat(
             return Err(ApiError::bad_request("instance must be 1-128 characters"));
         }
         app.limiter.check(idx)?;
-        let detail = hb.detail.map(truncate);
+        let detail = hb.detail.map(shorten);
         let ping = PingInfo {
             kind: "heartbeat",
             instance: Some(hb.instance.clone()),
@@ -98,7 +103,7 @@ pub async fn heartbeat(
             status: hb.status,
             detail,
             color: hb.color.or(color),
-            version: hb.version.map(truncate),
+            version: hb.version.map(shorten),
             seq: hb.seq,
         };
         let ack = app.monitor.signal(idx, signal, Some(ping)).await?;
@@ -130,7 +135,11 @@ pub async fn report(
     let result = async {
         let body = body?;
         let token = bearer(&headers)?;
-        let report: Report = super::parse_body(&body)?;
+        let mut report: Report = super::parse_body(&body)?;
+        for r in &mut report.results {
+            r.error = r.error.take().map(shorten);
+            r.url = shorten(std::mem::take(&mut r.url));
+        }
         let idx = app
             .monitor
             .catalog
@@ -168,7 +177,7 @@ pub async fn report(
         let ping = PingInfo {
             kind: "report",
             instance: None,
-            detail: Some(truncate(summary)),
+            detail: Some(shorten(summary)),
         };
         let ack = app.monitor.report(idx, report, ping).await?;
         app.metrics.reports.fetch_add(1, Relaxed);
@@ -237,7 +246,7 @@ async fn ping_action(
             .ok_or_else(|| ApiError::not_found("not found: no check has this uuid"))?;
         app.limiter.check(idx)?;
         let detail =
-            (!body.is_empty()).then(|| truncate(String::from_utf8_lossy(&body).into_owned()));
+            (!body.is_empty()).then(|| shorten(String::from_utf8_lossy(&body).into_owned()));
         let detail = match (kind, action.as_deref()) {
             ("exit", Some(code)) => Some(format!(
                 "exit status {code}{}",
@@ -257,4 +266,22 @@ async fn ping_action(
     .await;
     app.count_rejection(&result);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_to_512_bytes_saying_how_much_more_there_was() {
+        let long = "é".repeat(30_000);
+        let short = shorten(long);
+        assert!(
+            short.ends_with("… and 59488 more bytes"),
+            "{}",
+            &short[500..]
+        );
+        assert!(short.len() < MAX_TEXT + 40);
+        assert_eq!(shorten("fine".into()), "fine");
+    }
 }

@@ -40,6 +40,28 @@ fn a_line_is_the_utc_time_a_dash_and_the_text() {
 }
 
 #[test]
+fn control_characters_are_escaped_so_the_log_cannot_drive_a_terminal() {
+    assert_eq!(
+        format_line(
+            at("2026-05-01T00:00:00Z"),
+            "bad \x1b[31mred\x1b[0m\tbell\x07 del\x7f csi\u{9b}2J é"
+        ),
+        "[00:00:00] - bad \\x1b[31mred\\x1b[0m\\x09bell\\x07 del\\x7f csi\\u{9b}2J é"
+    );
+}
+
+#[test]
+fn new_log_files_are_readable_by_owner_and_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = DailyLog::open(dir.path()).unwrap();
+    log.append(at("2026-05-01T00:00:00Z"), "x").unwrap();
+    let path = log.path_for(date("2026-05-01"));
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+}
+
+#[test]
 fn the_line_builders_use_the_contract_wording() {
     assert_eq!(
         alert_line("blue", "DOWN", "no heartbeat for 12s (period 5s, grace 5s)"),

@@ -3,6 +3,7 @@
 
 use super::{Store, StoreError, MIGRATOR};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,6 +51,17 @@ impl Store {
             .filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
+        // 0600 for a new database; SQLite gives its -wal and -shm the same mode.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(open_err(sqlx::Error::Io(e)));
+            }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(open_err)?

@@ -53,7 +53,7 @@ pub async fn run() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "watchdog_url = \"{}\"\ntoken = \"bench\"\npublic_url = \"{}/healthz\"\n\
+            "watchdog_url = \"{}\"\ntoken = \"prober-bench-token\"\npublic_url = \"{}/healthz\"\n\
              interval = \"{INTERVAL}\"\ntimeout = \"2s\"\nsilence_after = \"{}s\"\n\
              state_dir = \"{}\"\n[notify.slack]\nwebhook_url = \"{}\"\n",
             watchdog.url(),

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-token";
-const ADMIN: &str = "bench-admin";
+const TOKEN: &str = "bench-token-0123456789";
+const ADMIN: &str = "bench-admin-0123456789";
 const UUID: &str = "5f0c8a56-1b2c-4d3e-8f90-0123456789ab";
 
 struct Watchdog {
@@ -250,7 +250,7 @@ async fn many_checks(n: usize) -> anyhow::Result<()> {
     for i in 0..n {
         let _ = writeln!(
             checks,
-            "[[check]]\nname = \"c{i}\"\nkind = \"reporter\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"t{i}\""
+            "[[check]]\nname = \"c{i}\"\nkind = \"reporter\"\nperiod = \"1h\"\ngrace = \"1h\"\ntoken = \"reporter-token-{i:06}\""
         );
     }
     let (w, startup) = start(&checks, "").await?;
