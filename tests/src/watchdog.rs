@@ -85,40 +85,14 @@ pub async fn spawn_watchdog(checks: &str) -> Watchdog {
 
 /// `extra` goes at the top of the config (top-level keys).
 pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut w = Watchdog {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        dir,
-        http: reqwest::Client::new(),
-        checks: checks.to_string(),
-        extra: extra.to_string(),
-        nofile: None,
-        with_admin_token: true,
-        listen_host: "127.0.0.1".into(),
-        child: None,
-        app: None,
-        clock: None,
-    };
-    w.start().await;
-    w
+    spawn_watchdog_adjusted(checks, extra, |_| {}).await
 }
 
 /// An in-process watchdog on a manual clock (see the module doc).
 pub async fn spawn_app(checks: &str, extra: &str) -> Watchdog {
     let (_, hand) = bgw_watchdog::clock::Clock::manual(chrono::Utc::now());
-    let mut w = Watchdog {
-        base: String::new(),
-        port: 0,
-        dir: tempfile::tempdir().unwrap(),
-        http: reqwest::Client::new(),
-        checks: checks.to_string(),
-        extra: extra.to_string(),
-        child: None,
-        app: None,
-        clock: Some(hand),
-    };
+    let mut w = Watchdog::new(checks, extra, 0);
+    w.clock = Some(hand);
     w.start().await;
     w
 }
@@ -130,26 +104,30 @@ pub async fn spawn_watchdog_adjusted(
     extra: &str,
     adjust: impl FnOnce(&mut Watchdog),
 ) -> Watchdog {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut w = Watchdog {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        dir,
-        http: reqwest::Client::new(),
-        checks: checks.to_string(),
-        extra: extra.to_string(),
-        nofile: None,
-        with_admin_token: true,
-        listen_host: "127.0.0.1".into(),
-        child: None,
-    };
+    let mut w = Watchdog::new(checks, extra, free_port());
     adjust(&mut w);
     w.start().await;
     w
 }
 
 impl Watchdog {
+    fn new(checks: &str, extra: &str, port: u16) -> Watchdog {
+        Watchdog {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            checks: checks.to_string(),
+            extra: extra.to_string(),
+            nofile: None,
+            with_admin_token: true,
+            listen_host: "127.0.0.1".into(),
+            child: None,
+            app: None,
+            clock: None,
+        }
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("watchdog.toml")
     }

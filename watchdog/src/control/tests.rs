@@ -141,6 +141,7 @@ fn a_switch_and_its_event_are_one_record() {
         total: std::time::Duration::from_millis(120),
         verify: std::time::Duration::ZERO,
         verify_attempts: 1,
+        mode: crate::proxy::SwitchMode::Reload,
     };
     let manual = Trigger::Manual {
         why: "operator".into(),
