@@ -71,22 +71,7 @@ pub async fn spawn_watchdog(checks: &str) -> Watchdog {
 
 /// `extra` goes at the top of the config (top-level keys).
 pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut w = Watchdog {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        dir,
-        http: reqwest::Client::new(),
-        checks: checks.to_string(),
-        extra: extra.to_string(),
-        nofile: None,
-        with_admin_token: true,
-        listen_host: "127.0.0.1".into(),
-        child: None,
-    };
-    w.start().await;
-    w
+    spawn_watchdog_adjusted(checks, extra, |_| {}).await
 }
 
 /// Like [`spawn_watchdog_with`], with `adjust` applied before the start
