@@ -117,7 +117,7 @@ pub fn raise_nofile_limit() -> u64 {
             current: limit.maximum,
             maximum: limit.maximum,
         };
-        match setrlimit(Resource::Nofile, wanted.clone()) {
+        match setrlimit(Resource::Nofile, wanted) {
             Ok(()) => limit = wanted,
             Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
         }
