@@ -4,8 +4,14 @@
 //! a local Slack receiver and a real SMTP server (aiosmtpd). Then it plays
 //! the story the product exists for: a toggle, a new color that breaks and
 //! is rolled back on its own, a job that never finishes, and the watchdog
-//! itself dying and being reported by the prober. Everything runs in a
-//! temporary directory and stops at the end.
+//! itself dying and being reported by the prober. Then it keeps running
+//! until Ctrl-C, printing every Slack message and email as it arrives, so
+//! the newcomer can open the status page, toggle, break a color and watch.
+//!
+//! The Slack messages are also appended to `<demo dir>/slack.jsonl` (one
+//! payload a line) and every email is a file in the SMTP server's mail
+//! directory; `<demo dir>/where.txt` lists every address and path. The demo
+//! dir is `$BGW_DEMO_DIR`, else `target/demo`.
 
 use anyhow::Context;
 use bgw_e2e::slack::SlackReceiver;
@@ -17,6 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PROBER_TOKEN: &str = "prober-token";
+
+/// `<demo dir>/slack.jsonl`, where [`print_new`] appends each Slack payload.
+static SLACK_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
@@ -33,6 +42,18 @@ fn show(out: std::process::Output) {
 
 fn print_new(slack: &SlackReceiver, smtp: &SmtpSink, seen: &mut (usize, usize)) {
     let messages = slack.messages();
+    if let Some(file) = SLACK_FILE.get() {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
+            for m in &messages[seen.0..] {
+                let _ = writeln!(f, "{m}");
+            }
+        }
+    }
     for m in &messages[seen.0..] {
         let first = m["text"]
             .as_str()
@@ -53,6 +74,17 @@ fn print_new(slack: &SlackReceiver, smtp: &SmtpSink, seen: &mut (usize, usize)) 
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let demo_dir = std::env::var_os("BGW_DEMO_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target/demo"));
+    std::fs::create_dir_all(&demo_dir)
+        .with_context(|| format!("create {}", demo_dir.display()))?;
+    let demo_dir = demo_dir.canonicalize()?;
+    let slack_file = demo_dir.join("slack.jsonl");
+    std::fs::write(&slack_file, "")?;
+    let _ = SLACK_FILE.set(slack_file.clone());
+    say("mode: plain processes on loopback (nginx, the apps and every bgw binary as local processes)");
+    println!("   for the same system on docker swarm (images, services, drills) see deploy/README.md");
     say("starting: nginx, blue and green apps, watchdog, agents, checker, Slack receiver, SMTP server");
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
@@ -185,12 +217,73 @@ async fn main() -> anyhow::Result<()> {
         println!("   {line}");
     }
 
+    // Ready for the newcomer: rollback re-armed, both colors healthy.
+    show(system.cli(&["rollback", "rearm"]));
+    let where_text = where_to_look(&system, &prober_config, &slack_file, &smtp);
+    std::fs::write(demo_dir.join("where.txt"), &where_text)?;
+    say("running: the system stays up until Ctrl-C");
+    print!("{where_text}");
+    println!(
+        "   (this list is also in {})\n   new Slack messages and emails are printed below as they arrive\n",
+        demo_dir.join("where.txt").display()
+    );
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = term.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => print_new(&slack, &smtp, &mut seen),
+        }
+    }
     say(&format!(
-        "done: {} Slack messages, {} emails",
+        "stopping: {} Slack messages, {} emails",
         slack.messages().len(),
         smtp.messages().len()
     ));
     let _ = prober.kill();
     let _ = prober.wait();
     Ok(())
+}
+
+/// The addresses, commands and files a newcomer wants while the demo runs.
+fn where_to_look(
+    system: &System,
+    prober_config: &std::path::Path,
+    slack_file: &std::path::Path,
+    smtp: &SmtpSink,
+) -> String {
+    let cli = format!(
+        "{} --config {}",
+        bgw_e2e::bin("bgw-watchdog").display(),
+        system.watchdog.config_path().display()
+    );
+    let (blue, green) = (system.fixture.blue.port, system.fixture.green.port);
+    let s = &system.fixture.settings;
+    format!(
+        "   status page      {base}/\n\
+         \x20  live port        curl -si http://127.0.0.1:{live}/ping   (idle: :{idle})\n\
+         \x20  blue / green     http://127.0.0.1:{blue}/ping   http://127.0.0.1:{green}/ping\n\
+         \x20  toggle           {cli} toggle\n\
+         \x20  status           {cli} status\n\
+         \x20  break green      curl -X POST http://127.0.0.1:{green}/control/fail   (repair: /control/ok, crash: /control/exit)\n\
+         \x20  break blue       curl -X POST http://127.0.0.1:{blue}/control/fail\n\
+         \x20  daily log        {log}/\n\
+         \x20  Slack messages   {slack}\n\
+         \x20  emails           {mail}/<n>.eml\n\
+         \x20  watchdog config  {config}   database {db}\n\
+         \x20  prober config    {prober}\n\
+         \x20  nginx config     {nginx}   live file {live_file}\n",
+        base = system.watchdog.base,
+        live = s.live_listen,
+        idle = s.idle_listen,
+        log = system.watchdog.log_dir().display(),
+        slack = slack_file.display(),
+        mail = smtp.mail_dir().display(),
+        config = system.watchdog.config_path().display(),
+        db = system.watchdog.db_path().display(),
+        prober = prober_config.display(),
+        nginx = s.nginx_conf.display(),
+        live_file = s.live_file.display(),
+    )
 }
