@@ -65,8 +65,12 @@ pub async fn spawn_watchdog(checks: &str) -> Watchdog {
 
 /// `extra` goes at the top of the config (top-level keys).
 pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
+    spawn_watchdog_on(free_port(), checks, extra).await
+}
+
+/// [`spawn_watchdog_with`] on a given port (for clients started before it).
+pub async fn spawn_watchdog_on(port: u16, checks: &str, extra: &str) -> Watchdog {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut w = Watchdog {
         base: format!("http://127.0.0.1:{port}"),
         port,

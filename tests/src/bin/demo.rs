@@ -77,14 +77,15 @@ async fn main() -> anyhow::Result<()> {
     let demo_dir = std::env::var_os("BGW_DEMO_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("target/demo"));
-    std::fs::create_dir_all(&demo_dir)
-        .with_context(|| format!("create {}", demo_dir.display()))?;
+    std::fs::create_dir_all(&demo_dir).with_context(|| format!("create {}", demo_dir.display()))?;
     let demo_dir = demo_dir.canonicalize()?;
     let slack_file = demo_dir.join("slack.jsonl");
     std::fs::write(&slack_file, "")?;
     let _ = SLACK_FILE.set(slack_file.clone());
     say("mode: plain processes on loopback (nginx, the apps and every bgw binary as local processes)");
-    println!("   for the same system on docker swarm (images, services, drills) see deploy/README.md");
+    println!(
+        "   for the same system on docker swarm (images, services, drills) see deploy/README.md"
+    );
     say("starting: nginx, blue and green apps, watchdog, agents, checker, Slack receiver, SMTP server");
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
