@@ -15,17 +15,19 @@
 #   --prefix P     prepend P to every repository name (the tests use
 #                  `bgw-e2e-` so they never touch an operator's images)
 #   --tag T        tag of the four bgw images (default: the workspace version)
+#   --app-only     only the sample app's images (what the swarm drills run)
 # Prints one line per image: name and size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin_dir="" prefix="" tag=""
+bin_dir="" prefix="" tag="" app_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --prefix) prefix="$2"; shift 2 ;;
     --tag) tag="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --app-only) app_only=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build-images: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -61,9 +63,17 @@ stage() {
 }
 
 # import ROOT IMAGE CHANGE...: tars ROOT (files owned by root, /var/lib/bgw
-# by 65534) and imports it with the given Dockerfile-style changes.
+# by 65534) and imports it with the given Dockerfile-style changes. An image
+# already holding the same files and changes (label bgw.content) is kept.
 import() {
   local root="$1" image="$2"; shift 2
+  local content
+  content=$( (cd "$root" && find . -type f -print0 | sort -z | xargs -0 sha256sum; printf '%s\n' "$@") | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect --format '{{ index .Config.Labels "bgw.content" }}' "$image" 2>/dev/null)" = "$content" ]; then
+    printf '%-40s %s (unchanged)\n' "$image" "$(docker image inspect --format '{{.Size}}' "$image" | awk '{ printf "%.1f MB", $1 / 1000000 }')"
+    return
+  fi
+  set -- "$@" "LABEL bgw.content=$content"
   local tar="$work/$(echo "$image" | tr ':/' '__').tar"
   tar -C "$root" --owner=0 --group=0 --numeric-owner -cf "$tar" .
   mkdir -p "$work/state/var/lib/bgw"
@@ -75,6 +85,7 @@ import() {
 }
 
 for bin in bgw-watchdog bgw-checker bgw-prober bgw-agent; do
+  [ -n "$app_only" ] && break
   root="$work/$bin"
   stage "$root" "$bin"
   import "$root" "$prefix$bin:$tag" \

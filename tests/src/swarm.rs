@@ -52,7 +52,8 @@ pub fn app_image(version: &str) -> String {
 
 /// Why no swarm can be used here, or `None` when one can: Docker must
 /// answer, and the node must be a swarm manager or able to become one.
-pub fn swarm_unavailable() -> Option<String> {
+/// Asked under the [`SwarmLock`] (another drill may be leaving the swarm).
+fn swarm_unavailable() -> Option<String> {
     if let Some(why) = crate::container::docker_unavailable() {
         return Some(why);
     }
@@ -73,10 +74,14 @@ pub struct SwarmLock {
 impl SwarmLock {
     /// Waits for the other drills of this process, then makes sure the
     /// engine is a swarm manager (`docker swarm init --advertise-addr
-    /// 127.0.0.1` if it is in no swarm).
-    pub async fn acquire() -> anyhow::Result<SwarmLock> {
+    /// 127.0.0.1` if it is in no swarm). `Ok(None)` with the reason when
+    /// no swarm can be used here ([`swarm_unavailable`]).
+    pub async fn acquire() -> anyhow::Result<Result<SwarmLock, String>> {
         static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let guard = LOCK.lock().await;
+        if let Some(why) = swarm_unavailable() {
+            return Ok(Err(why));
+        }
         let state = docker(["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
         let initialised = if state == "inactive" {
             docker(["swarm", "init", "--advertise-addr", "127.0.0.1"])
@@ -89,10 +94,10 @@ impl SwarmLock {
             }
             false
         };
-        Ok(SwarmLock {
+        Ok(Ok(SwarmLock {
             _guard: guard,
             initialised,
-        })
+        }))
     }
 }
 
@@ -105,7 +110,7 @@ impl Drop for SwarmLock {
 }
 
 /// Builds the images once per test process with `deploy/build-images.sh
-/// --bin-dir <the tests' binaries> --prefix bgw-e2e- --tag e2e` (the
+/// --bin-dir <the tests' binaries> --prefix bgw-e2e- --tag e2e --app-only` (the
 /// script an operator runs, so the drills test it too).
 pub fn build_images() -> anyhow::Result<()> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -119,7 +124,7 @@ pub fn build_images() -> anyhow::Result<()> {
             let out = Command::new(&script)
                 .arg("--bin-dir")
                 .arg(&bin_dir)
-                .args(["--prefix", IMAGE_PREFIX, "--tag", IMAGE_TAG])
+                .args(["--prefix", IMAGE_PREFIX, "--tag", IMAGE_TAG, "--app-only"])
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| format!("running {}: {e}", script.display()))?;
@@ -459,12 +464,13 @@ token = "{PROBER_TOKEN}"
         }
     }
 
-    /// State changes of `check` to `to` (`down`, `up`, ...), oldest first.
+    /// State changes of `check` to `to` (`down`, `up`, ...), oldest first,
+    /// leaving out the first one from `new` (the start, not a recovery).
     pub async fn transitions_to(&self, check: &str, to: &str) -> Vec<Value> {
         self.events_of("state", Some(check))
             .await
             .into_iter()
-            .filter(|e| e["to"] == to)
+            .filter(|e| e["to"] == to && e["from"] != "new")
             .collect()
     }
 

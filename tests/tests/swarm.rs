@@ -9,7 +9,7 @@
 //! manager) each drill says so LOUDLY and returns, unless
 //! `BGW_E2E_REQUIRE_DOCKER` is set, where that is a failure.
 
-use bgw_e2e::swarm::{app_image, swarm_unavailable, SwarmLock, SwarmOptions, SwarmSystem};
+use bgw_e2e::swarm::{app_image, SwarmLock, SwarmOptions, SwarmSystem};
 use bgw_wire::Color;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,17 +19,19 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// The swarm lock, or `None` (with a loud message) when no swarm can be used.
 async fn swarm(drill: &str) -> Option<SwarmLock> {
-    if let Some(why) = swarm_unavailable() {
-        assert!(
-            std::env::var_os("BGW_E2E_REQUIRE_DOCKER").is_none(),
-            "BGW_E2E_REQUIRE_DOCKER is set but no swarm can be used: {why}"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPED swarm drill {drill}: no usable Docker swarm here ({why}) !!!!!\n"
-        );
-        return None;
+    match SwarmLock::acquire().await.expect("a swarm manager") {
+        Ok(lock) => Some(lock),
+        Err(why) => {
+            assert!(
+                std::env::var_os("BGW_E2E_REQUIRE_DOCKER").is_none(),
+                "BGW_E2E_REQUIRE_DOCKER is set but no swarm can be used: {why}"
+            );
+            eprintln!(
+                "\n!!!!! SKIPPED swarm drill {drill}: no usable Docker swarm here ({why}) !!!!!\n"
+            );
+            None
+        }
     }
-    Some(SwarmLock::acquire().await.expect("a swarm manager"))
 }
 
 fn ms(d: Duration) -> u128 {
@@ -227,5 +229,265 @@ async fn deploy_to_idle_toggle_then_broken_release_is_rolled_back_under_traffic(
         ms(slack_at.duration_since(t)),
         at_rollback.1 - before_break.1,
         rollback["reason"],
+    );
+}
+
+/// Polls until `check` has had `n` transitions to `to`; panics after `limit`.
+async fn wait_transitions(system: &SwarmSystem, check: &str, to: &str, n: usize) -> Instant {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if system.transitions_to(check, to).await.len() >= n {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{check}: {} transitions to {to}, expected {n}; events: {:?}",
+            system.transitions_to(check, to).await.len(),
+            system.events_of("state", Some(check)).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_task_is_missed_alerted_and_recovers_when_swarm_restarts_it() {
+    let Some(_swarm) = swarm("task killed").await else {
+        return;
+    };
+    let system = SwarmSystem::start(SwarmOptions::default(), "1.0.4")
+        .await
+        .expect("the system on swarm");
+    let containers = system.green.containers();
+    assert_eq!(containers.len(), 1, "{}", system.green.tasks());
+
+    // SIGKILL to the task's PID 1 (the agent): no `stopping`, the dead-man
+    // switch must notice.
+    let t = Instant::now();
+    bgw_e2e::container::docker(["kill", "--signal", "KILL", &containers[0]]).unwrap();
+    let down = wait_transitions(&system, "green", "down", 1).await;
+    let (down_text, down_slack) = system
+        .wait_slack("[bgw] DOWN green: 0 of 1 required instances up", LIMIT)
+        .await
+        .expect("Slack DOWN");
+    system
+        .wait_email("[bgw] DOWN green", LIMIT)
+        .await
+        .expect("email DOWN");
+    // Swarm starts a replacement task after its restart delay; its agent's
+    // first heartbeat brings the service back.
+    let up = wait_transitions(&system, "green", "up", 1).await;
+    let (up_text, up_slack) = system
+        .wait_slack("[bgw] UP green", LIMIT)
+        .await
+        .expect("Slack UP");
+    system
+        .wait_email("[bgw] UP green", LIMIT)
+        .await
+        .expect("email UP");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = system.events_of("state", Some("green")).await;
+    assert_eq!(
+        system.transitions_to("green", "down").await.len(),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        system.transitions_to("green", "up").await.len(),
+        1,
+        "{events:#?}"
+    );
+    let downs: Vec<String> = system
+        .slack
+        .messages()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_string())
+        .filter(|t| t.starts_with("[bgw] DOWN green"))
+        .collect();
+    // One for the service (its agent silent); the checker's direct and idle
+    // probes failing while no task runs are a second, separate alert.
+    let service_downs = downs
+        .iter()
+        .filter(|t| t.contains("required instances up"))
+        .count();
+    assert_eq!(service_downs, 1, "one DOWN for the service: {downs:#?}");
+    let replaced = system.green.containers();
+    assert_eq!(replaced.len(), 1);
+    assert_ne!(replaced[0], containers[0], "swarm started a new task");
+    assert!(
+        system.blue.containers().len() == 1
+            && system.transitions_to("blue", "down").await.is_empty()
+    );
+    println!(
+        "drill task killed: kill -> DOWN event {} ms, Slack {} ms; kill -> UP (swarm restart delay 4s) {} ms, Slack {} ms\n  {down_text}\n  {up_text}\n  every DOWN sent: {downs:?}\n  tasks:\n{}",
+        ms(down - t),
+        ms(down_slack - t),
+        ms(up - t),
+        ms(up_slack - t),
+        system.green.tasks()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_container_is_alerted_and_recovers_when_unpaused() {
+    let Some(_swarm) = swarm("container paused").await else {
+        return;
+    };
+    let system = SwarmSystem::start(SwarmOptions::default(), "1.0.4")
+        .await
+        .expect("the system on swarm");
+    let container = system.blue.containers().remove(0);
+
+    // A frozen container: swarm still sees it running, nothing restarts it;
+    // only the missing heartbeats and the failing probes tell.
+    let t = Instant::now();
+    bgw_e2e::container::docker(["pause", &container]).unwrap();
+    let down = wait_transitions(&system, "blue", "down", 1).await;
+    let (down_text, down_slack) = system
+        .wait_slack("[bgw] DOWN blue", LIMIT)
+        .await
+        .expect("Slack DOWN");
+    system
+        .wait_email("[bgw] DOWN blue", LIMIT)
+        .await
+        .expect("email DOWN");
+    let state =
+        bgw_e2e::container::docker(["inspect", "--format", "{{.State.Status}}", &container])
+            .unwrap();
+    assert_eq!(state, "paused", "swarm left the paused task alone");
+
+    let t2 = Instant::now();
+    bgw_e2e::container::docker(["unpause", &container]).unwrap();
+    let up = wait_transitions(&system, "blue", "up", 1).await;
+    let (_, up_slack) = system
+        .wait_slack("[bgw] UP blue", LIMIT)
+        .await
+        .expect("Slack UP");
+    system
+        .wait_email("[bgw] UP blue", LIMIT)
+        .await
+        .expect("email UP");
+    assert_eq!(
+        system.blue.containers(),
+        vec![container],
+        "the same task came back"
+    );
+    println!(
+        "drill container paused: pause -> DOWN event {} ms, Slack {} ms; unpause -> UP {} ms, Slack {} ms\n  {down_text}",
+        ms(down - t),
+        ms(down_slack - t),
+        ms(up - t2),
+        ms(up_slack - t2),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_up_and_down_raises_no_alert() {
+    let Some(_swarm) = swarm("scale").await else {
+        return;
+    };
+    let system = SwarmSystem::start(SwarmOptions::default(), "1.0.4")
+        .await
+        .expect("the system on swarm");
+    let ok_instances = |list: Vec<(String, String, String)>| {
+        list.into_iter()
+            .filter(|(_, _, status)| status == "ok")
+            .count()
+    };
+
+    let t = Instant::now();
+    let out = system.cli(&["scale", "green", "3"]);
+    assert_eq!(exit_code(&out), 0, "scale up: {}", output(&out));
+    let deadline = Instant::now() + LIMIT;
+    while ok_instances(system.instances(Color::Green).await) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "3 green instances never reported: {:?}\n{}",
+            system.instances(Color::Green).await,
+            system.green.tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scaled_up = t.elapsed();
+
+    let t = Instant::now();
+    let out = system.cli(&["scale", "green", "1"]);
+    assert_eq!(exit_code(&out), 0, "scale down: {}", output(&out));
+    let deadline = Instant::now() + LIMIT;
+    while system.green.containers().len() > 1 {
+        assert!(Instant::now() < deadline, "{}", system.green.tasks());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scaled_down = t.elapsed();
+    let after_scale_down = system.instances(Color::Green).await;
+    // Past every deadline of the instances that left (period 1s + grace 1s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let downs = system.transitions_to("green", "down").await;
+    assert!(downs.is_empty(), "scaling raised a DOWN: {downs:?}");
+    let alerts: Vec<String> = system
+        .slack
+        .messages()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(alerts.is_empty(), "scaling sent Slack messages: {alerts:?}");
+    assert!(system.smtp.messages().is_empty(), "scaling sent emails");
+    let alert_lines: Vec<String> = system
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ALERT") && l.contains("green"))
+        .map(str::to_string)
+        .collect();
+    assert!(alert_lines.is_empty(), "alert lines: {alert_lines:?}");
+    assert_eq!(ok_instances(system.instances(Color::Green).await), 1);
+    println!(
+        "drill scale: green 1 -> 3 reporting in {} ms, 3 -> 1 tasks gone in {} ms; no event, message or alert line; \
+         instances right after the scale-down: {after_scale_down:?}",
+        ms(scaled_up),
+        ms(scaled_down),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_watchdog_is_reported_by_the_prober_on_its_own_channels() {
+    let Some(_swarm) = swarm("watchdog killed").await else {
+        return;
+    };
+    let mut system = SwarmSystem::start(SwarmOptions::default(), "1.0.4")
+        .await
+        .expect("the system on swarm");
+
+    let t = Instant::now();
+    system.watchdog.kill9();
+    let (down_text, down_at) = system
+        .wait_slack("DOWN watchdog", LIMIT)
+        .await
+        .expect("the prober's Slack DOWN");
+    system
+        .wait_email("[bgw] DOWN watchdog", LIMIT)
+        .await
+        .expect("the prober's email DOWN");
+
+    let t2 = Instant::now();
+    system.watchdog.start().await;
+    let (_, up_at) = system
+        .wait_slack("UP watchdog", LIMIT)
+        .await
+        .expect("the prober's Slack UP");
+    system
+        .wait_email("[bgw] UP watchdog", LIMIT)
+        .await
+        .expect("the prober's email UP");
+    let downs = system
+        .slack
+        .messages()
+        .iter()
+        .filter(|m| m["text"].as_str().unwrap_or("").contains("DOWN watchdog"))
+        .count();
+    assert_eq!(downs, 1, "the prober alerts once");
+    println!(
+        "drill watchdog killed (silence_after 3s): kill -> prober's Slack DOWN {} ms; restart -> UP {} ms\n  {down_text}",
+        ms(down_at - t),
+        ms(up_at - t2),
     );
 }
