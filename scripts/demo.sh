@@ -6,7 +6,9 @@
 # watchdog on an embedded SQLite file, the checker, the prober, a Slack
 # receiver and an SMTP server), plays a toggle, a broken release rolled back
 # on its own, a stuck job and the watchdog's own death, then keeps
-# everything running until Ctrl-C, printing where to look.
+# everything running until Ctrl-C, printing where to look. Where the Docker
+# engine allows a swarm, blue and green are swarm services built from
+# nothing (deploy/build-images.sh); BGW_DEMO_MODE=plain forces processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

@@ -270,8 +270,10 @@ impl SwarmSystem {
             green.port,
         );
         // The real commands, on this drill's service names.
-        settings.deploy_cmd =
-            format!("docker service update --quiet --image {{image}} {prefix}-{{color}}-service");
+        // `--no-resolve-image`: no registry here, the node's image is the one.
+        settings.deploy_cmd = format!(
+            "docker service update --quiet --no-resolve-image --image {{image}} {prefix}-{{color}}-service"
+        );
         settings.scale_cmd =
             format!("docker service scale --detach {prefix}-{{color}}-service={{n}}");
         settings.command_timeout = Duration::from_secs(60).into();
