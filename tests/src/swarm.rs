@@ -15,8 +15,8 @@
 //! services on a real multi-node swarm (host-mode publishing or the routing
 //! mesh).
 //!
-//! Engine state: [`SwarmLock::acquire`] serialises the drills of a test
-//! process (one swarm, one set of service names) and runs `docker swarm
+//! Engine state: [`SwarmLock::acquire`] serialises the drills (and a swarm
+//! demo) across processes (`flock` on `/tmp/bgw-e2e-swarm.lock`) and runs `docker swarm
 //! init` when the engine is not in a swarm; in that case the swarm is left
 //! again (`docker swarm leave --force`) when the lock is released, so the
 //! engine ends as it was found. Services and secrets are named
@@ -27,7 +27,7 @@ use crate::nginx::{self, served_by, wait_until, Nginx};
 use crate::slack::SlackReceiver;
 use crate::smtp::{SmtpOptions, SmtpSink};
 use crate::system::Proc;
-use crate::watchdog::{spawn_watchdog_on, Watchdog, CHECKER_TOKEN};
+use crate::watchdog::{spawn_watchdog_at, Watchdog, CHECKER_TOKEN};
 use anyhow::{bail, Context};
 use bgw_watchdog::proxy::{self, ProxySettings};
 use bgw_wire::Color;
@@ -64,12 +64,18 @@ fn swarm_unavailable() -> Option<String> {
     }
 }
 
-/// Exclusive use of the engine's swarm by one drill; leaves the swarm on
-/// drop if it initialised it.
+/// Exclusive use of the engine's swarm by one drill (or one swarm demo);
+/// leaves the swarm on drop if it initialised it.
 pub struct SwarmLock {
     _guard: tokio::sync::MutexGuard<'static, ()>,
+    /// `flock`ed: other processes (another test binary, a running demo)
+    /// wait for it, so one never leaves the swarm under the other.
+    _file: std::fs::File,
     initialised: bool,
 }
+
+/// The lock file shared by every process using the swarm this way.
+const LOCK_FILE: &str = "/tmp/bgw-e2e-swarm.lock";
 
 impl SwarmLock {
     /// Waits for the other drills of this process, then makes sure the
@@ -79,6 +85,17 @@ impl SwarmLock {
     pub async fn acquire() -> anyhow::Result<Result<SwarmLock, String>> {
         static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let guard = LOCK.lock().await;
+        let file = tokio::task::spawn_blocking(|| -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(LOCK_FILE)?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(file)
+        })
+        .await?
+        .with_context(|| format!("locking {LOCK_FILE}"))?;
         if let Some(why) = swarm_unavailable() {
             return Ok(Err(why));
         }
@@ -96,6 +113,7 @@ impl SwarmLock {
         };
         Ok(Ok(SwarmLock {
             _guard: guard,
+            _file: file,
             initialised,
         }))
     }
@@ -156,6 +174,11 @@ pub struct SwarmOptions {
     pub silence_after: &'static str,
     /// `[rollback]` body.
     pub rollback: String,
+    /// Run the prober in its own network namespace (a veth pair into the
+    /// host), reaching the public port and the watchdog only through it,
+    /// as from another machine. The watchdog and nginx then listen on the
+    /// host end of the pair (nginx on every address).
+    pub prober_netns: bool,
 }
 
 impl Default for SwarmOptions {
@@ -167,6 +190,7 @@ impl Default for SwarmOptions {
             restart_delay: "4s",
             silence_after: "3s",
             rollback: crate::system::Options::rollback_with("cooldown = \"1m\""),
+            prober_netns: false,
         }
     }
 }
@@ -231,6 +255,8 @@ pub struct SwarmSystem {
     pub green: Service,
     pub checker: Option<Proc>,
     pub prober: Option<Proc>,
+    /// The prober's network namespace, with [`SwarmOptions::prober_netns`].
+    pub netns: Option<Netns>,
     pub watchdog: Watchdog,
     pub nginx: Nginx,
     pub settings: ProxySettings,
@@ -261,6 +287,11 @@ impl SwarmSystem {
             port: nginx::free_port(),
         };
         let (blue, green) = (service(Color::Blue), service(Color::Green));
+        let netns = if o.prober_netns {
+            Some(Netns::create().context("the prober's network namespace")?)
+        } else {
+            None
+        };
 
         let mut settings = nginx::settings(
             dir.path(),
@@ -277,6 +308,9 @@ impl SwarmSystem {
         settings.scale_cmd =
             format!("docker service scale --detach {prefix}-{{color}}-service={{n}}");
         settings.command_timeout = Duration::from_secs(60).into();
+        if netns.is_some() {
+            settings.listen_address = String::new();
+        }
         settings.verify_timeout = Duration::from_secs(5).into();
         let config = proxy::render(&settings, Color::Blue)?;
         proxy::write_atomic(&settings.nginx_conf, config.as_bytes())?;
@@ -331,7 +365,10 @@ token = "{PROBER_TOKEN}"
         // "no heartbeat since the check was created": their agents retry
         // until the watchdog answers.
         let watchdog_port = nginx::free_port();
-        let watchdog_url = format!("http://127.0.0.1:{watchdog_port}");
+        let watchdog_host = netns
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |n| n.host_ip.clone());
+        let watchdog_url = format!("http://{watchdog_host}:{watchdog_port}");
         let mut secrets = Vec::new();
         for (service, token) in [(&blue, BLUE_TOKEN), (&green, GREEN_TOKEN)] {
             create_service(
@@ -345,12 +382,13 @@ token = "{PROBER_TOKEN}"
             )
             .await?;
         }
-        let watchdog = spawn_watchdog_on(watchdog_port, &checks, &extra).await;
+        let watchdog = spawn_watchdog_at(&watchdog_host, watchdog_port, &checks, &extra).await;
         let mut system = SwarmSystem {
             blue,
             green,
             checker: None,
             prober: None,
+            netns,
             watchdog,
             nginx,
             settings,
@@ -407,18 +445,39 @@ token = "{PROBER_TOKEN}"
 
     fn start_prober(&mut self, silence_after: &str) -> anyhow::Result<()> {
         let config = self.dir.path().join("prober.toml");
+        // In its namespace the prober sees this machine as the host end of
+        // the veth pair, like an uptime VM sees the manager's address; its
+        // channels (on this machine's loopback) are out of its reach there.
+        let (host, channels) = match &self.netns {
+            Some(n) => (n.host_ip.clone(), String::new()),
+            None => (
+                "127.0.0.1".to_string(),
+                format!(
+                    "[notify.slack]\nwebhook_url = \"{}\"\n[notify.email]\nsmtp_url = \"{}\"\nfrom = \"prober@example.org\"\nto = [\"ops@example.org\"]\n",
+                    self.slack.url(),
+                    self.smtp.url()
+                ),
+            ),
+        };
         std::fs::write(
             &config,
             format!(
-                "watchdog_url = \"{}\"\ntoken = \"{PROBER_TOKEN}\"\npublic_url = \"http://127.0.0.1:{}/ping\"\ninterval = \"300ms\"\ntimeout = \"1s\"\nsilence_after = \"{silence_after}\"\nstate_dir = \"{}\"\n[notify.slack]\nwebhook_url = \"{}\"\n[notify.email]\nsmtp_url = \"{}\"\nfrom = \"prober@example.org\"\nto = [\"ops@example.org\"]\n",
+                "watchdog_url = \"{}\"\ntoken = \"{PROBER_TOKEN}\"\npublic_url = \"http://{host}:{}/ping\"\ninterval = \"300ms\"\ntimeout = \"1s\"\nsilence_after = \"{silence_after}\"\nstate_dir = \"{}\"\n{channels}",
                 self.watchdog.base,
                 self.settings.live_listen,
                 self.dir.path().join("prober-state").display(),
-                self.slack.url(),
-                self.smtp.url(),
             ),
         )?;
-        let child = Command::new(crate::bin("bgw-prober"))
+        let mut cmd = match &self.netns {
+            Some(n) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &n.name])
+                    .arg(crate::bin("bgw-prober"));
+                cmd
+            }
+            None => Command::new(crate::bin("bgw-prober")),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -674,6 +733,103 @@ async fn create_service(
         )
     })?;
     Ok(())
+}
+
+/// A network namespace joined to this machine by a veth pair
+/// (`10.213.N.1` here, `10.213.N.2` inside); deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    /// `ip netns add`, a veth pair, addresses, links up.
+    pub fn create() -> anyhow::Result<Netns> {
+        let pid = std::process::id();
+        let n = pid % 250 + 1;
+        let ns = Netns {
+            name: format!("bgw-e2e-{pid}"),
+            host_ip: format!("10.213.{n}.1"),
+            ns_ip: format!("10.213.{n}.2"),
+        };
+        let (host_if, ns_if) = (format!("bgwh{pid}"), format!("bgwn{pid}"));
+        ip(&["netns", "add", &ns.name])?;
+        // From here on, drop deletes the namespace (and the pair with it).
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns.name,
+        ])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &host_if,
+        ])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        inside(&["addr", "add", &format!("{}/30", ns.ns_ip), "dev", &ns_if])?;
+        inside(&["link", "set", &ns_if, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn iptables(&self, op: &str, port: u16) -> anyhow::Result<()> {
+        let port = port.to_string();
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "iptables", op, "OUTPUT", "-p", "tcp",
+            ])
+            .args(["-d", &self.host_ip, "--dport", &port])
+            .args(["-j", "REJECT", "--reject-with", "tcp-reset"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running iptables")?;
+        if !out.status.success() {
+            bail!(
+                "iptables {op}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// A firewall rule inside the namespace: connections to `port` on this
+    /// machine are refused (the rest, e.g. the public port, still passes).
+    pub fn block(&self, port: u16) -> anyhow::Result<()> {
+        self.iptables("-A", port)
+    }
+
+    /// Removes the rule of [`Netns::block`].
+    pub fn unblock(&self, port: u16) -> anyhow::Result<()> {
+        self.iptables("-D", port)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
 }
 
 impl Drop for SwarmSystem {

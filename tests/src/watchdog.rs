@@ -51,6 +51,8 @@ pub fn free_port() -> u16 {
 
 pub struct Watchdog {
     pub dir: tempfile::TempDir,
+    /// The address it listens on (`127.0.0.1` unless spawned `_at`).
+    pub host: String,
     pub port: u16,
     pub base: String,
     pub http: reqwest::Client,
@@ -70,9 +72,16 @@ pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
 
 /// [`spawn_watchdog_with`] on a given port (for clients started before it).
 pub async fn spawn_watchdog_on(port: u16, checks: &str, extra: &str) -> Watchdog {
+    spawn_watchdog_at("127.0.0.1", port, checks, extra).await
+}
+
+/// [`spawn_watchdog_on`] listening on `host` (an address of this machine,
+/// e.g. the host end of a veth pair into a network namespace).
+pub async fn spawn_watchdog_at(host: &str, port: u16, checks: &str, extra: &str) -> Watchdog {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Watchdog {
-        base: format!("http://127.0.0.1:{port}"),
+        base: format!("http://{host}:{port}"),
+        host: host.to_string(),
         port,
         dir,
         http: reqwest::Client::new(),
@@ -108,7 +117,8 @@ impl Watchdog {
             });
         let (keys, tables) = self.extra.split_at(split.min(self.extra.len()));
         let config = format!(
-            "{keys}\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\nadmin_token = \"{ADMIN}\"\n{checks}\n{tables}\n",
+            "{keys}\nlisten = \"{host}:{port}\"\ndatabase = \"sqlite://{db}\"\nlog_dir = \"{log}\"\nadmin_token = \"{ADMIN}\"\n{checks}\n{tables}\n",
+            host = self.host,
             port = self.port,
             db = self.db_path().display(),
             log = self.log_dir().display(),

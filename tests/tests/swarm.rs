@@ -491,3 +491,63 @@ async fn killed_watchdog_is_reported_by_the_prober_on_its_own_channels() {
         ms(up_at - t2),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prober_cut_off_from_the_watchdog_is_alerted_as_silent() {
+    let Some(_swarm) = swarm("prober cut off").await else {
+        return;
+    };
+    if let Err(e) = bgw_e2e::swarm::Netns::create() {
+        assert!(
+            std::env::var_os("BGW_E2E_REQUIRE_DOCKER").is_none(),
+            "BGW_E2E_REQUIRE_DOCKER is set but no network namespace can be made: {e:#}"
+        );
+        eprintln!("\n!!!!! SKIPPED swarm drill prober cut off: no network namespaces here ({e:#}) !!!!!\n");
+        return;
+    }
+    let options = SwarmOptions {
+        prober_netns: true,
+        ..SwarmOptions::default()
+    };
+    let system = SwarmSystem::start(options, "1.0.4")
+        .await
+        .expect("the system on swarm, the prober in its namespace");
+    let netns = system.netns.as_ref().expect("the prober's namespace");
+    // Up through the namespace: the prober reached the watchdog and the
+    // public port at the host end of its veth pair.
+    assert_eq!(system.watchdog.state("prober").await, "up");
+
+    // A firewall change on the uptime machine: the watchdog's port is
+    // refused, the public port still answers.
+    let t = Instant::now();
+    netns.block(system.watchdog.port).unwrap();
+    let down = wait_transitions(&system, "prober", "down", 1).await;
+    let (down_text, down_slack) = system
+        .wait_slack("[bgw] DOWN prober", LIMIT)
+        .await
+        .expect("Slack DOWN prober");
+    system
+        .wait_email("[bgw] DOWN prober", LIMIT)
+        .await
+        .expect("email DOWN prober");
+
+    let t2 = Instant::now();
+    netns.unblock(system.watchdog.port).unwrap();
+    let up = wait_transitions(&system, "prober", "up", 1).await;
+    system
+        .wait_slack("[bgw] UP prober", LIMIT)
+        .await
+        .expect("Slack UP prober");
+    for check in ["blue", "green", "checker"] {
+        assert!(
+            system.transitions_to(check, "down").await.is_empty(),
+            "{check} went down"
+        );
+    }
+    println!(
+        "drill prober cut off (reporter period 1s, grace 1s): block -> DOWN event {} ms, Slack {} ms; unblock -> UP {} ms\n  {down_text}",
+        ms(down - t),
+        ms(down_slack - t),
+        ms(up - t2),
+    );
+}
