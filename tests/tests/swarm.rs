@@ -551,3 +551,72 @@ async fn prober_cut_off_from_the_watchdog_is_alerted_as_silent() {
         ms(up - t2),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_the_only_node_reports_both_colors_down_then_up() {
+    let Some(_swarm) = swarm("node drained").await else {
+        return;
+    };
+    let system = SwarmSystem::start(SwarmOptions::default(), "1.0.4")
+        .await
+        .expect("the system on swarm");
+    let node = bgw_e2e::container::docker(["info", "--format", "{{.Swarm.NodeID}}"]).unwrap();
+
+    // Swarm stops every task of the node (SIGTERM: the agents say
+    // `stopping`) and, with no other node, has nowhere to move them.
+    let t = Instant::now();
+    bgw_e2e::container::docker(["node", "update", "--availability", "drain", &node]).unwrap();
+    let restore = scopeguard(&node);
+    let blue_down = wait_transitions(&system, "blue", "down", 1).await;
+    let green_down = wait_transitions(&system, "green", "down", 1).await;
+    let (down_text, _) = system
+        .wait_slack("[bgw] DOWN blue", LIMIT)
+        .await
+        .expect("Slack DOWN blue");
+    let changes: Vec<String> = system
+        .events_of("state", None)
+        .await
+        .into_iter()
+        .filter(|e| e["from"] != "new")
+        .map(|e| {
+            format!(
+                "{} {} -> {}: {}",
+                e["check"].as_str().unwrap_or(""),
+                e["from"].as_str().unwrap_or(""),
+                e["to"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+
+    let t2 = Instant::now();
+    drop(restore);
+    let blue_up = wait_transitions(&system, "blue", "up", 1).await;
+    let green_up = wait_transitions(&system, "green", "up", 1).await;
+    system
+        .wait_slack("[bgw] UP blue", LIMIT)
+        .await
+        .expect("Slack UP blue");
+    println!(
+        "drill node drained (the only node): drain -> blue DOWN {} ms, green DOWN {} ms (the instances left with `stopping`, \
+         no replacement came within period + grace); active again -> blue UP {} ms, green UP {} ms\n  {down_text}\n  state changes: {}",
+        ms(blue_down - t),
+        ms(green_down - t),
+        ms(blue_up - t2),
+        ms(green_up - t2),
+        changes.join("; "),
+    );
+}
+
+/// Sets the node active again when dropped (also when the drill fails).
+struct NodeActive(String);
+
+fn scopeguard(node: &str) -> NodeActive {
+    NodeActive(node.to_string())
+}
+
+impl Drop for NodeActive {
+    fn drop(&mut self) {
+        let _ = bgw_e2e::container::docker(["node", "update", "--availability", "active", &self.0]);
+    }
+}
