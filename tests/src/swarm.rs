@@ -397,6 +397,9 @@ token = "{PROBER_TOKEN}"
             secrets,
             dir,
         };
+        if let Some(n) = &system.netns {
+            n.allow_only(&[system.settings.live_listen, system.watchdog.port])?;
+        }
         system.start_checker()?;
         system.start_prober(o.silence_after)?;
         for check in ["blue", "green", "checker", "prober"] {
@@ -794,35 +797,86 @@ impl Netns {
         Ok(ns)
     }
 
-    fn iptables(&self, op: &str, port: u16) -> anyhow::Result<()> {
-        let port = port.to_string();
+    /// `iptables ARGS` inside the namespace.
+    fn iptables(&self, args: &[&str]) -> anyhow::Result<()> {
         let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.name, "iptables", op, "OUTPUT", "-p", "tcp",
-            ])
-            .args(["-d", &self.host_ip, "--dport", &port])
-            .args(["-j", "REJECT", "--reject-with", "tcp-reset"])
+            .args(["netns", "exec", &self.name, "iptables"])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .context("running iptables")?;
         if !out.status.success() {
             bail!(
-                "iptables {op}: {}",
+                "iptables {}: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(())
     }
 
-    /// A firewall rule inside the namespace: connections to `port` on this
-    /// machine are refused (the rest, e.g. the public port, still passes).
+    fn reject_rule(&self, op: &str, port: u16) -> anyhow::Result<()> {
+        let port = port.to_string();
+        let mut args = vec![op, "OUTPUT"];
+        if op == "-I" {
+            args.push("1");
+        }
+        args.extend([
+            "-p",
+            "tcp",
+            "-d",
+            &self.host_ip,
+            "--dport",
+            &port,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]);
+        self.iptables(&args)
+    }
+
+    /// Lets the namespace open TCP connections to these ports of this
+    /// machine only (and its own loopback); everything else is refused.
+    pub fn allow_only(&self, ports: &[u16]) -> anyhow::Result<()> {
+        self.iptables(&["-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"])?;
+        self.iptables(&[
+            "-A",
+            "OUTPUT",
+            "-m",
+            "state",
+            "--state",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ])?;
+        for port in ports {
+            let port = port.to_string();
+            self.iptables(&[
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                &self.host_ip,
+                "--dport",
+                &port,
+                "-j",
+                "ACCEPT",
+            ])?;
+        }
+        self.iptables(&["-A", "OUTPUT", "-j", "REJECT"])
+    }
+
+    /// A firewall rule inside the namespace, before the others: connections
+    /// to `port` on this machine are refused (the public port still passes).
     pub fn block(&self, port: u16) -> anyhow::Result<()> {
-        self.iptables("-A", port)
+        self.reject_rule("-I", port)
     }
 
     /// Removes the rule of [`Netns::block`].
     pub fn unblock(&self, port: u16) -> anyhow::Result<()> {
-        self.iptables("-D", port)
+        self.reject_rule("-D", port)
     }
 }
 

@@ -514,8 +514,17 @@ async fn prober_cut_off_from_the_watchdog_is_alerted_as_silent() {
         .expect("the system on swarm, the prober in its namespace");
     let netns = system.netns.as_ref().expect("the prober's namespace");
     // Up through the namespace: the prober reached the watchdog and the
-    // public port at the host end of its veth pair.
+    // public port at the host end of its veth pair, and nothing else (the
+    // idle port, the colors directly) from there.
     assert_eq!(system.watchdog.state("prober").await, "up");
+    for port in [system.settings.idle_listen, system.blue.port] {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns.name, "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{}/{port}", netns.host_ip))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the namespace reached port {port}");
+    }
 
     // A firewall change on the uptime machine: the watchdog's port is
     // refused, the public port still answers.
