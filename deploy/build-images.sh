@@ -74,6 +74,8 @@ import() {
     return
   fi
   set -- "$@" "LABEL bgw.content=$content"
+  local previous
+  previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
   local tar="$work/$(echo "$image" | tr ':/' '__').tar"
   tar -C "$root" --owner=0 --group=0 --numeric-owner -cf "$tar" .
   mkdir -p "$work/state/var/lib/bgw"
@@ -81,6 +83,10 @@ import() {
   local args=()
   for change in "$@"; do args+=(--change "$change"); done
   docker import "${args[@]}" "$tar" "$image" >/dev/null
+  # The image this tag named before, now untagged: removed unless in use.
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$image")" ]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true
+  fi
   printf '%-40s %s\n' "$image" "$(docker image inspect --format '{{.Size}}' "$image" | awk '{ printf "%.1f MB", $1 / 1000000 }')"
 }
 
