@@ -100,14 +100,17 @@ impl SwarmLock {
             return Ok(Err(why));
         }
         let state = docker(["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
+        // An engine that cannot become a manager lacks the feature: the
+        // caller skips (loudly), it does not fail.
         let initialised = if state == "inactive" {
-            docker(["swarm", "init", "--advertise-addr", "127.0.0.1"])
-                .context("docker swarm init")?;
+            if let Err(e) = docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]) {
+                return Ok(Err(format!("{e:#}")));
+            }
             true
         } else {
             let manager = docker(["info", "--format", "{{.Swarm.ControlAvailable}}"])?;
             if manager != "true" {
-                bail!("the engine is in a swarm but not a manager");
+                return Ok(Err("the engine is in a swarm but not a manager".to_string()));
             }
             false
         };
