@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LIMIT: Duration = Duration::from_secs(30);
+/// Every wait polls up to this long: generous, since a loaded machine can
+/// make docker itself slow to converge; the printed timings say how fast.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The swarm lock, or `None` (with a loud message) when no swarm can be used.
 async fn swarm(drill: &str) -> Option<SwarmLock> {
