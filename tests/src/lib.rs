@@ -7,6 +7,7 @@ pub mod measure;
 pub mod nginx;
 pub mod slack;
 pub mod smtp;
+pub mod swarm;
 pub mod system;
 pub mod watchdog;
 

@@ -196,6 +196,12 @@ impl SmtpSink {
         }
     }
 
+    /// Where the sink writes each message (`<n>.eml` as received, `<n>.json`
+    /// decoded).
+    pub fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
     /// Messages received so far, in arrival order.
     pub fn messages(&self) -> Vec<Email> {
         let mail = self.dir.path().join("mail");

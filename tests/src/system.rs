@@ -83,6 +83,16 @@ impl Options {
 /// A child process killed on drop.
 pub struct Proc(Child);
 
+impl Proc {
+    pub fn new(child: Child) -> Proc {
+        Proc(child)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();

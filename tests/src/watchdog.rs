@@ -56,6 +56,8 @@ pub fn free_port() -> u16 {
 
 pub struct Watchdog {
     pub dir: tempfile::TempDir,
+    /// The address it listens on (`127.0.0.1` unless spawned `_at`).
+    pub host: String,
     pub port: u16,
     pub base: String,
     pub http: reqwest::Client,
@@ -86,6 +88,21 @@ pub async fn spawn_watchdog(checks: &str) -> Watchdog {
 /// `extra` goes at the top of the config (top-level keys).
 pub async fn spawn_watchdog_with(checks: &str, extra: &str) -> Watchdog {
     spawn_watchdog_adjusted(checks, extra, |_| {}).await
+}
+
+/// [`spawn_watchdog_with`] on a given port (for clients started before it).
+pub async fn spawn_watchdog_on(port: u16, checks: &str, extra: &str) -> Watchdog {
+    spawn_watchdog_at("127.0.0.1", port, checks, extra).await
+}
+
+/// [`spawn_watchdog_on`] listening on `host` (an address of this machine,
+/// e.g. the host end of a veth pair into a network namespace).
+pub async fn spawn_watchdog_at(host: &str, port: u16, checks: &str, extra: &str) -> Watchdog {
+    let mut w = Watchdog::new(checks, extra, port);
+    w.listen_host = host.to_string();
+    w.base = format!("http://{host}:{port}");
+    w.start().await;
+    w
 }
 
 /// An in-process watchdog on a manual clock (see the module doc).

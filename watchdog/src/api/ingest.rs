@@ -22,15 +22,9 @@ use std::sync::atomic::Ordering::Relaxed;
 pub const MAX_TEXT: usize = 512;
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        })
+    super::auth::bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    })
 }
 
 /// `s` cut to [`MAX_TEXT`] bytes (on a character boundary) with
