@@ -42,6 +42,8 @@ struct RawSettings {
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_ping_history")]
     ping_history: u32,
+    #[serde(default = "default_max_instances")]
+    max_instances: u32,
     #[serde(default = "default_durability")]
     durability: crate::store::Durability,
     #[serde(default = "default_rate_limit")]
@@ -120,6 +122,9 @@ fn default_durability() -> crate::store::Durability {
 fn default_ping_history() -> u32 {
     100
 }
+fn default_max_instances() -> u32 {
+    64
+}
 fn default_rate_limit() -> u32 {
     200
 }
@@ -159,6 +164,9 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// Pings kept per check; older ones are overwritten.
     pub ping_history: u32,
+    /// Instances a service tracks at most; a new instance id beyond is
+    /// refused (409) until one leaves or goes missing.
+    pub max_instances: usize,
     /// `fsync` (default) or `os`: see [`crate::store::Durability`].
     pub durability: crate::store::Durability,
     /// Requests per second allowed per token (0: unlimited); bursts of twice that.
@@ -259,6 +267,12 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         )
     })?;
     let database = normalize_database(&raw.database)?;
+    if !(1..=10_000).contains(&raw.max_instances) {
+        return Err(err(
+            "max_instances",
+            format_args!("{} is not between 1 and 10000", raw.max_instances),
+        ));
+    }
     let admin_token = secret_or_file(
         raw.admin_token,
         raw.admin_token_file.as_deref(),
@@ -289,6 +303,17 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
                 return Err(err(format_args!("check[{i}].uuid"), "duplicate uuid"));
             }
         }
+        if let CheckKind::Service { min_instances, .. } = spec.kind {
+            if min_instances > raw.max_instances {
+                return Err(err(
+                    format_args!("check[{i}].min_instances"),
+                    format_args!(
+                        "{min_instances} is more than max_instances = {}",
+                        raw.max_instances
+                    ),
+                ));
+            }
+        }
         checks.push(spec);
     }
     Ok(Settings {
@@ -297,6 +322,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         log_dir: raw.log_dir,
         admin_token,
         ping_history: raw.ping_history.clamp(1, 100_000),
+        max_instances: raw.max_instances as usize,
         durability: raw.durability,
         rate_limit: raw.rate_limit,
         startup_grace: raw.startup_grace.0,

@@ -28,12 +28,12 @@ use crate::ledger::{ControlChange, ControlState};
 use crate::logfile::LogSink;
 use crate::metrics::Metrics;
 use crate::reports::{apply_report, TargetState};
-use crate::state::{observe, Change, Runtime, Signal, State};
+use crate::state::{admits, observe, Change, Runtime, Signal, State};
 use crate::store::{Loaded, PingRow, RuntimeUpdate, SilenceChange, Store};
 use bgw_wire::Report;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,6 +52,10 @@ pub struct Ack {
 pub enum MonitorError {
     #[error("the store failed to commit: {0}")]
     Store(String),
+    /// A heartbeat from a new instance id of a service that already tracks
+    /// `max` instances; nothing changed.
+    #[error("service {check:?} already tracks {max} instances (max_instances = {max}); a new instance id is refused until one leaves or goes missing")]
+    InstanceCap { check: String, max: usize },
     #[error("the watchdog is shutting down")]
     Closed,
 }
@@ -210,6 +214,8 @@ pub struct Deps {
     pub log: LogSink,
     pub metrics: Arc<Metrics>,
     pub ping_history: u32,
+    /// Instances a service tracks at most (`max_instances`).
+    pub max_instances: usize,
     pub alerting: Alerting,
     /// `probe_threshold` and `target_fail_after`, for reports.
     pub threshold_ms: u64,
@@ -290,6 +296,7 @@ pub fn spawn(
         silences: initial.silences,
         memory: initial.memory,
         observers,
+        capped: HashSet::new(),
         deps,
         synced,
         published: None,
@@ -329,6 +336,8 @@ struct Task {
     memory: alerting::Memory,
     /// The checks the rollback decision reads (colored services, reporters).
     observers: Vec<usize>,
+    /// Services in an episode of refusing new instances (one event each).
+    capped: HashSet<usize>,
     deps: Deps,
     /// Committed batches on their way to being durable and acknowledged.
     synced: mpsc::UnboundedSender<sync::Committed>,
@@ -355,6 +364,8 @@ struct Batch {
     control_before: Option<ControlState>,
     /// Whether the rollback decision's inputs changed.
     observed: bool,
+    /// Services whose cap episode began in this batch.
+    capped: Vec<usize>,
 }
 
 #[derive(Default)]
@@ -450,6 +461,10 @@ impl Task {
                 ping,
                 reply,
             } => {
+                if !admits(&self.runtimes[idx], &signal, self.deps.max_instances) {
+                    self.refuse(batch, idx, &signal, now, reply);
+                    return;
+                }
                 self.ping(batch, idx, ping, now);
                 self.observe(batch, idx, signal, now);
                 batch.replies.push((reply, idx));
@@ -466,6 +481,38 @@ impl Task {
                 batch.replies.push((reply, idx));
             }
         }
+    }
+
+    /// A new instance over the cap: refused at once, nothing changes; the
+    /// episode's first refusal records one event.
+    fn refuse(
+        &mut self,
+        batch: &mut Batch,
+        idx: usize,
+        signal: &Signal,
+        now: DateTime<Utc>,
+        reply: AckReply,
+    ) {
+        let entry = &self.catalog.checks[idx];
+        let max = self.deps.max_instances;
+        if self.capped.insert(idx) {
+            if let Signal::Heartbeat { instance, .. } = signal {
+                batch.capped.push(idx);
+                batch.events.push(Event::new(
+                    now,
+                    EventKind::InstanceCapReached {
+                        check: entry.spec.name.clone(),
+                        color: entry.spec.color(),
+                        instance: instance.clone(),
+                        max,
+                    },
+                ));
+            }
+        }
+        let _ = reply.send(Err(MonitorError::InstanceCap {
+            check: entry.spec.name.clone(),
+            max,
+        }));
     }
 
     fn ping(&mut self, batch: &mut Batch, idx: usize, ping: Option<PingInfo>, now: DateTime<Utc>) {
@@ -583,6 +630,9 @@ impl Task {
                 self.heap.push(Reverse((d, idx)));
                 self.scheduled[idx] = Some(d);
             }
+        }
+        if next.instances.len() < self.deps.max_instances {
+            self.capped.remove(&idx); // the episode is over
         }
         self.runtimes[idx] = next;
         batch.observed |= self.observers.contains(&idx);
@@ -755,6 +805,9 @@ impl Task {
                 if let Some(m) = memory_before {
                     self.memory = m;
                 }
+                for idx in batch.capped {
+                    self.capped.remove(&idx); // its event was not written
+                }
                 let err = || MonitorError::Store(e.to_string());
                 for (reply, _) in batch.replies {
                     let _ = reply.send(Err(err()));
@@ -828,6 +881,7 @@ pub async fn standalone(
         log,
         metrics: Arc::new(Metrics::default()),
         ping_history: 1,
+        max_instances: 64,
         alerting: Alerting {
             channels: Vec::new(),
             policy: Policy::default(),
