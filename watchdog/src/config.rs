@@ -44,6 +44,8 @@ struct RawSettings {
     ping_history: u32,
     #[serde(default = "default_max_instances")]
     max_instances: u32,
+    #[serde(default = "default_retention")]
+    retention: HumanDuration,
     #[serde(default = "default_durability")]
     durability: crate::store::Durability,
     #[serde(default = "default_rate_limit")]
@@ -122,6 +124,9 @@ fn default_durability() -> crate::store::Durability {
 fn default_ping_history() -> u32 {
     100
 }
+fn default_retention() -> HumanDuration {
+    HumanDuration(90 * crate::retention::DAY)
+}
 fn default_max_instances() -> u32 {
     64
 }
@@ -167,6 +172,9 @@ pub struct Settings {
     /// Instances a service tracks at most; a new instance id beyond is
     /// refused (409) until one leaves or goes missing.
     pub max_instances: usize,
+    /// Events, settled notifications and ended silences older than this
+    /// are deleted (see `crate::retention`).
+    pub retention: Duration,
     /// `fsync` (default) or `os`: see [`crate::store::Durability`].
     pub durability: crate::store::Durability,
     /// Requests per second allowed per token (0: unlimited); bursts of twice that.
@@ -267,6 +275,11 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         )
     })?;
     let database = normalize_database(&raw.database)?;
+    if raw.retention.0 < crate::retention::DAY {
+        // Reminders and the all-is-well summary are timed from the last
+        // one recorded: they must outlive a day.
+        return Err(err("retention", "must be at least 1d"));
+    }
     if !(1..=10_000).contains(&raw.max_instances) {
         return Err(err(
             "max_instances",
@@ -323,6 +336,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         admin_token,
         ping_history: raw.ping_history.clamp(1, 100_000),
         max_instances: raw.max_instances as usize,
+        retention: raw.retention.0,
         durability: raw.durability,
         rate_limit: raw.rate_limit,
         startup_grace: raw.startup_grace.0,
@@ -827,5 +841,31 @@ token = "rep-secret-0123456789"
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn bounds_default_to_64_instances_and_90_days_and_bad_values_name_their_key() {
+        let s = load_str(GOOD, &[]).unwrap();
+        assert_eq!(s.max_instances, 64);
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
+        let s = load_str(
+            &format!("max_instances = 2\nretention = \"30d\"\n{GOOD}"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.max_instances, s.retention),
+            (2, Duration::from_secs(30 * 86_400))
+        );
+        let e = load_str(&format!("max_instances = 0\n{GOOD}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("`max_instances`"), "{e}");
+        let e = load_str(&format!("retention = \"1h\"\n{GOOD}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("`retention`"), "{e}");
+        let svc = "[[check]]\nname = \"big\"\nkind = \"service\"\ncolor = \"green\"\nperiod = \"5s\"\ngrace = \"5s\"\nmin_instances = 3\ntoken = \"svc-secret-0123456789\"\n";
+        let e = load_str(&format!("max_instances = 2\n{GOOD}{svc}"), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("min_instances") && e.to_string().contains("max_instances = 2"),
+            "{e}"
+        );
     }
 }

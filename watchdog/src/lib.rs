@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod outbox;
 pub mod proxy;
 pub mod reports;
+pub mod retention;
 pub mod rollback;
 pub mod schedule;
 pub mod server;
@@ -163,6 +164,17 @@ pub async fn run_with(
         },
         stopped.clone(),
     )));
+    background.push(tokio::spawn(
+        retention::Retention {
+            store: store.clone(),
+            clock: clock.clone(),
+            keep: settings.retention,
+            batch: 1000,
+            pause: std::time::Duration::from_millis(50),
+            every: std::time::Duration::from_secs(3600),
+        }
+        .run(stopped.clone()),
+    ));
     // One switcher per process: the API and the rollback watcher share its lock.
     let switcher = proxy::Switcher::new(settings.proxy.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
