@@ -3,6 +3,7 @@
 //! the blue/green switch.
 
 pub mod admin_token;
+pub mod alarm;
 pub mod alerting;
 pub mod api;
 pub mod check;
@@ -139,6 +140,15 @@ pub async fn run_with(
         clock: clock.clone(),
         group_window: notify.policy.group_window,
     };
+    background.push(tokio::spawn(
+        alarm::StoreAlarm {
+            channels: notify.channels.clone(),
+            health: monitor.store_health(),
+            clock: clock.clone(),
+            settle: std::time::Duration::from_secs(2),
+        }
+        .run(stopped.clone()),
+    ));
     for channel in notify.channels {
         let health = Arc::new(outbox::ChannelHealth {
             name: channel.name(),

@@ -123,6 +123,7 @@ pub struct Monitor {
     tx: mpsc::Sender<Msg>,
     pub catalog: Arc<Catalog>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    store_error: watch::Receiver<Option<String>>,
 }
 
 impl Monitor {
@@ -184,6 +185,13 @@ impl Monitor {
     /// A receiver that wakes at every new snapshot.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshot.clone()
+    }
+
+    /// Why the last write did not reach the disk: `Some` from a failed
+    /// commit (or fdatasync) until the next commit succeeds. `/healthz` and
+    /// the store alarm read it.
+    pub fn store_health(&self) -> watch::Receiver<Option<String>> {
+        self.store_error.clone()
     }
 
     /// Whether the task answers within `timeout` (for `/healthz`).
@@ -276,7 +284,9 @@ pub fn spawn(
     }
     let observers = catalog.observer_indexes();
     let (synced, sync_rx) = mpsc::unbounded_channel();
+    let (store_error, store_health) = watch::channel(None);
     let syncer = tokio::spawn(sync::run(
+        store_error.clone(),
         sync_rx,
         deps.wal.take().map(Arc::new),
         deps.log.clone(),
@@ -299,6 +309,7 @@ pub fn spawn(
         capped: HashSet::new(),
         deps,
         synced,
+        store_error,
         published: None,
         version: 0,
     };
@@ -314,6 +325,7 @@ pub fn spawn(
             tx,
             catalog,
             snapshot,
+            store_error: store_health,
         },
         handle,
     )
@@ -341,6 +353,8 @@ struct Task {
     deps: Deps,
     /// Committed batches on their way to being durable and acknowledged.
     synced: mpsc::UnboundedSender<sync::Committed>,
+    /// Why the last commit failed (see [`Monitor::store_health`]).
+    store_error: watch::Sender<Option<String>>,
     published: Option<watch::Sender<Arc<Snapshot>>>,
     version: u64,
 }
@@ -732,6 +746,7 @@ impl Task {
         };
         match result {
             Ok(ids) => {
+                self.store_error.send_if_modified(|e| e.take().is_some());
                 self.deps
                     .metrics
                     .batch_committed(batch.replies.len(), batch.events.len());
@@ -782,6 +797,7 @@ impl Task {
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is rejected and its state rolled back");
+                sync::failed(&self.store_error, e.to_string());
                 for (idx, (rt, pings, hold)) in batch.before {
                     self.deps.metrics.state_left(self.runtimes[idx].state);
                     self.deps.metrics.state_entered(rt.state);
