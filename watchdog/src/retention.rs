@@ -75,18 +75,21 @@ impl Retention {
         cutoff: DateTime<Utc>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Pruned, StoreError> {
-        let mut p = Pruned::default();
         // Notifications first: a settled one no longer holds its event back.
-        p.notifications = self
+        let notifications = self
             .drain(stop, || self.store.prune_notifications(cutoff, self.batch))
             .await?;
-        p.events = self
+        let events = self
             .drain(stop, || self.store.prune_events(cutoff, self.batch))
             .await?;
-        p.silences = self
+        let silences = self
             .drain(stop, || self.store.prune_silences(cutoff, self.batch))
             .await?;
-        Ok(p)
+        Ok(Pruned {
+            events,
+            notifications,
+            silences,
+        })
     }
 
     async fn drain<F, Fut>(
