@@ -154,6 +154,7 @@ struct RawCheck {
     timezone: Option<String>,
     grace: Option<HumanDuration>,
     min_instances: Option<u32>,
+    max_instances: Option<u32>,
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
     uuid: Option<String>,
@@ -304,7 +305,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
     for (i, c) in raw.check.into_iter().enumerate() {
-        let spec = validate_check(i, c)?;
+        let spec = validate_check(i, c, raw.max_instances)?;
         if !names.insert(spec.name.clone()) {
             return Err(err(
                 format_args!("check[{i}].name"),
@@ -314,17 +315,6 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         if let CheckKind::Heartbeat { uuid } = &spec.kind {
             if !uuids.insert(uuid.clone()) {
                 return Err(err(format_args!("check[{i}].uuid"), "duplicate uuid"));
-            }
-        }
-        if let CheckKind::Service { min_instances, .. } = spec.kind {
-            if min_instances > raw.max_instances {
-                return Err(err(
-                    format_args!("check[{i}].min_instances"),
-                    format_args!(
-                        "{min_instances} is more than max_instances = {}",
-                        raw.max_instances
-                    ),
-                ));
             }
         }
         checks.push(spec);
@@ -501,7 +491,7 @@ fn secret_or_file(
     }
 }
 
-fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
+fn validate_check(i: usize, c: RawCheck, max_instances: u32) -> Result<CheckSpec, ConfigError> {
     let key = |k: &str| format!("check[{i}].{k}");
     if c.name.is_empty()
         || c.name.len() > 64
@@ -565,6 +555,19 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             if min == 0 {
                 return Err(err(key("min_instances"), "must be at least 1"));
             }
+            let max = c.max_instances.unwrap_or(max_instances);
+            if !(1..=10_000).contains(&max) {
+                return Err(err(
+                    key("max_instances"),
+                    format_args!("{max} is not between 1 and 10000"),
+                ));
+            }
+            if min > max {
+                return Err(err(
+                    key("min_instances"),
+                    format_args!("{min} is more than max_instances = {max}"),
+                ));
+            }
             CheckKind::Service {
                 color: c.color,
                 min_instances: min,
@@ -589,6 +592,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             for (k, set) in [
                 ("color", c.color.is_some()),
                 ("min_instances", c.min_instances.is_some()),
+                ("max_instances", c.max_instances.is_some()),
             ] {
                 if set {
                     return Err(err(key(k), "only service checks take this key"));
@@ -606,6 +610,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             for (k, set) in [
                 ("color", c.color.is_some()),
                 ("min_instances", c.min_instances.is_some()),
+                ("max_instances", c.max_instances.is_some()),
                 ("uuid", c.uuid.is_some()),
             ] {
                 if set {
@@ -630,6 +635,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
         cadence,
         grace,
         token,
+        max_instances: c.max_instances.unwrap_or(max_instances) as usize,
     })
 }
 
@@ -844,7 +850,8 @@ token = "rep-secret-0123456789"
     }
 
     #[test]
-    fn bounds_default_to_64_instances_and_90_days_and_bad_values_name_their_key() {
+    fn bounds_default_to_64_instances_and_90_days_a_check_may_override_its_cap_and_bad_values_name_their_key(
+    ) {
         let s = load_str(GOOD, &[]).unwrap();
         assert_eq!(s.max_instances, 64);
         assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
@@ -867,5 +874,22 @@ token = "rep-secret-0123456789"
             e.to_string().contains("min_instances") && e.to_string().contains("max_instances = 2"),
             "{e}"
         );
+        // Per service check: it overrides the default for that check only.
+        let s = load_str(
+            &format!("max_instances = 2\n{GOOD}{svc}max_instances = 500\n"),
+            &[],
+        )
+        .unwrap();
+        let cap = |name: &str| {
+            s.checks
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .max_instances
+        };
+        assert_eq!((cap("blue"), cap("big")), (2, 500));
+        let job = "[[check]]\nname = \"j\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-0000-0000-000000000001\"\nperiod = \"5s\"\nmax_instances = 3\n";
+        let e = load_str(&format!("{GOOD}{job}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("max_instances`"), "{e}");
     }
 }

@@ -111,7 +111,6 @@ pub async fn run_with(
             log: log.clone(),
             metrics: metrics.clone(),
             ping_history: settings.ping_history,
-            max_instances: settings.max_instances,
             alerting: monitor::Alerting {
                 channels: notify.channels.iter().map(|c| c.name()).collect(),
                 policy: notify.policy.clone(),

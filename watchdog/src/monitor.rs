@@ -222,8 +222,6 @@ pub struct Deps {
     pub log: LogSink,
     pub metrics: Arc<Metrics>,
     pub ping_history: u32,
-    /// Instances a service tracks at most (`max_instances`).
-    pub max_instances: usize,
     pub alerting: Alerting,
     /// `probe_threshold` and `target_fail_after`, for reports.
     pub threshold_ms: u64,
@@ -475,7 +473,8 @@ impl Task {
                 ping,
                 reply,
             } => {
-                if !admits(&self.runtimes[idx], &signal, self.deps.max_instances) {
+                let max = self.catalog.checks[idx].spec.max_instances;
+                if !admits(&self.runtimes[idx], &signal, max) {
                     self.refuse(batch, idx, &signal, now, reply);
                     return;
                 }
@@ -508,7 +507,7 @@ impl Task {
         reply: AckReply,
     ) {
         let entry = &self.catalog.checks[idx];
-        let max = self.deps.max_instances;
+        let max = entry.spec.max_instances;
         if self.capped.insert(idx) {
             if let Signal::Heartbeat { instance, .. } = signal {
                 batch.capped.push(idx);
@@ -645,7 +644,7 @@ impl Task {
                 self.scheduled[idx] = Some(d);
             }
         }
-        if next.instances.len() < self.deps.max_instances {
+        if next.instances.len() < entry.spec.max_instances {
             self.capped.remove(&idx); // the episode is over
         }
         self.runtimes[idx] = next;
@@ -897,7 +896,6 @@ pub async fn standalone(
         log,
         metrics: Arc::new(Metrics::default()),
         ping_history: 1,
-        max_instances: 64,
         alerting: Alerting {
             channels: Vec::new(),
             policy: Policy::default(),
