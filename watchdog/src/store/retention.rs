@@ -1,26 +1,53 @@
 //! Retention's deletes: events, settled notifications and ended silences
 //! older than a cutoff, a bounded batch per statement (one statement, one
-//! short transaction), so the monitor's commits never wait long for the
-//! write lock. Pending notifications, and the events they come from, are
-//! never deleted. SQLite reuses the freed pages: the file stops growing.
+//! short transaction; the scan for old rows is a read before it), so the
+//! monitor's commits never wait long for the write lock. Pending
+//! notifications, and the events they come from, are never deleted. SQLite
+//! reuses the freed pages: the file stops growing.
 
 use super::{to_ms, Store, StoreError};
 use chrono::{DateTime, Utc};
+
+/// A delete in two steps: a read finds the highest id of the first `limit`
+/// rows that match (no write lock while it scans), then the delete takes
+/// the rows that match up to that id, a range of the primary key. New rows
+/// get higher ids, so the delete takes exactly what the read found.
+async fn prune(
+    store: &Store,
+    table: &str,
+    matches: &str,
+    before: DateTime<Utc>,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let last: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT MAX(id) FROM (SELECT id FROM {table} WHERE {matches} ORDER BY id LIMIT ?)"
+    ))
+    .bind(to_ms(before))
+    .bind(i64::from(limit))
+    .fetch_one(&store.pool)
+    .await?;
+    let Some(last) = last else { return Ok(0) };
+    let done = sqlx::query(&format!("DELETE FROM {table} WHERE id <= ? AND {matches}"))
+        .bind(last)
+        .bind(to_ms(before))
+        .execute(&store.pool)
+        .await?;
+    Ok(done.rows_affected())
+}
 
 impl Store {
     /// Deletes at most `limit` events that happened before `before` and no
     /// pending notification comes from; returns how many went.
     pub async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.at < ? \
-             AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = e.id AND n.state = 'pending') \
-             ORDER BY e.id LIMIT ?)",
+        prune(
+            self,
+            "events",
+            "at < ? AND NOT EXISTS (SELECT 1 FROM notifications n \
+             WHERE n.event_id = events.id AND n.state = 'pending')",
+            before,
+            limit,
         )
-        .bind(to_ms(before))
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        .await
     }
 
     /// Deletes at most `limit` notifications created before `before` that
@@ -30,15 +57,14 @@ impl Store {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
-             WHERE created_at < ? AND state <> 'pending' ORDER BY id LIMIT ?)",
+        prune(
+            self,
+            "notifications",
+            "created_at < ? AND state <> 'pending'",
+            before,
+            limit,
         )
-        .bind(to_ms(before))
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        .await
     }
 
     /// Deletes at most `limit` silences that ended before `before`.
@@ -47,14 +73,7 @@ impl Store {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE until < ? ORDER BY id LIMIT ?)",
-        )
-        .bind(to_ms(before))
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        prune(self, "silences", "until < ?", before, limit).await
     }
 }
 
