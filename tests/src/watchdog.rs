@@ -73,6 +73,8 @@ pub struct Watchdog {
     app: Option<InProcess>,
     /// The watchdog's clock, for `spawn_app` watchdogs.
     pub clock: Option<bgw_watchdog::clock::ManualClock>,
+    /// Where the database lives, if not in `dir` (a small file system).
+    pub database: Option<PathBuf>,
 }
 
 /// A watchdog running in the test's runtime.
@@ -142,6 +144,7 @@ impl Watchdog {
             child: None,
             app: None,
             clock: None,
+            database: None,
         }
     }
 
@@ -154,7 +157,9 @@ impl Watchdog {
     }
 
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("watchdog.db")
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("watchdog.db"))
     }
 
     fn write_config(&self) {

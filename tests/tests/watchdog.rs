@@ -3,6 +3,8 @@
 
 #[path = "watchdog/alerting.rs"]
 mod alerting;
+#[path = "watchdog/bounds.rs"]
+mod bounds;
 #[path = "watchdog/hardening.rs"]
 mod hardening;
 #[path = "watchdog/ingest.rs"]

@@ -65,7 +65,10 @@ pub fn classify(e: &Event) -> Option<Kind> {
         EventKind::SwitchFailed { .. } => Some(Kind::SwitchFailed),
         EventKind::DeliveryFailed { .. } => Some(Kind::DeliveryFailed),
         EventKind::AllIsWell { .. } => Some(Kind::AllIsWell),
+        // Not alerted: the service's own state alerts if it lacks instances;
+        // the cap is a bound against floods, said once in the log.
         EventKind::Instance { .. }
+        | EventKind::InstanceCapReached { .. }
         | EventKind::Config { .. }
         | EventKind::Toggle { .. }
         | EventKind::RollbackArmed { .. }

@@ -17,6 +17,9 @@ pub struct CheckSpec {
     pub cadence: Cadence,
     pub grace: Duration,
     pub token: Option<SecretString>,
+    /// Instances a service tracks at most (`max_instances`, per check or
+    /// the top-level default); beyond it a new instance id is refused.
+    pub max_instances: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,6 +42,10 @@ struct RawSettings {
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_ping_history")]
     ping_history: u32,
+    #[serde(default = "default_max_instances")]
+    max_instances: u32,
+    #[serde(default = "default_retention")]
+    retention: HumanDuration,
     #[serde(default = "default_durability")]
     durability: crate::store::Durability,
     #[serde(default = "default_rate_limit")]
@@ -120,6 +124,12 @@ fn default_durability() -> crate::store::Durability {
 fn default_ping_history() -> u32 {
     100
 }
+fn default_retention() -> HumanDuration {
+    HumanDuration(90 * crate::retention::DAY)
+}
+fn default_max_instances() -> u32 {
+    64
+}
 fn default_rate_limit() -> u32 {
     200
 }
@@ -144,6 +154,7 @@ struct RawCheck {
     timezone: Option<String>,
     grace: Option<HumanDuration>,
     min_instances: Option<u32>,
+    max_instances: Option<u32>,
     token: Option<SecretString>,
     token_file: Option<PathBuf>,
     uuid: Option<String>,
@@ -159,6 +170,12 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// Pings kept per check; older ones are overwritten.
     pub ping_history: u32,
+    /// Instances a service tracks at most; a new instance id beyond is
+    /// refused (409) until one leaves or goes missing.
+    pub max_instances: usize,
+    /// Events, settled notifications and ended silences older than this
+    /// are deleted (see `crate::retention`).
+    pub retention: Duration,
     /// `fsync` (default) or `os`: see [`crate::store::Durability`].
     pub durability: crate::store::Durability,
     /// Requests per second allowed per token (0: unlimited); bursts of twice that.
@@ -259,6 +276,17 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         )
     })?;
     let database = normalize_database(&raw.database)?;
+    if raw.retention.0 < crate::retention::DAY {
+        // Reminders and the all-is-well summary are timed from the last
+        // one recorded: they must outlive a day.
+        return Err(err("retention", "must be at least 1d"));
+    }
+    if !(1..=10_000).contains(&raw.max_instances) {
+        return Err(err(
+            "max_instances",
+            format_args!("{} is not between 1 and 10000", raw.max_instances),
+        ));
+    }
     let admin_token = secret_or_file(
         raw.admin_token,
         raw.admin_token_file.as_deref(),
@@ -277,7 +305,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
     for (i, c) in raw.check.into_iter().enumerate() {
-        let spec = validate_check(i, c)?;
+        let spec = validate_check(i, c, raw.max_instances)?;
         if !names.insert(spec.name.clone()) {
             return Err(err(
                 format_args!("check[{i}].name"),
@@ -297,6 +325,8 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         log_dir: raw.log_dir,
         admin_token,
         ping_history: raw.ping_history.clamp(1, 100_000),
+        max_instances: raw.max_instances as usize,
+        retention: raw.retention.0,
         durability: raw.durability,
         rate_limit: raw.rate_limit,
         startup_grace: raw.startup_grace.0,
@@ -461,7 +491,7 @@ fn secret_or_file(
     }
 }
 
-fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
+fn validate_check(i: usize, c: RawCheck, max_instances: u32) -> Result<CheckSpec, ConfigError> {
     let key = |k: &str| format!("check[{i}].{k}");
     if c.name.is_empty()
         || c.name.len() > 64
@@ -525,6 +555,19 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             if min == 0 {
                 return Err(err(key("min_instances"), "must be at least 1"));
             }
+            let max = c.max_instances.unwrap_or(max_instances);
+            if !(1..=10_000).contains(&max) {
+                return Err(err(
+                    key("max_instances"),
+                    format_args!("{max} is not between 1 and 10000"),
+                ));
+            }
+            if min > max {
+                return Err(err(
+                    key("min_instances"),
+                    format_args!("{min} is more than max_instances = {max}"),
+                ));
+            }
             CheckKind::Service {
                 color: c.color,
                 min_instances: min,
@@ -549,6 +592,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             for (k, set) in [
                 ("color", c.color.is_some()),
                 ("min_instances", c.min_instances.is_some()),
+                ("max_instances", c.max_instances.is_some()),
             ] {
                 if set {
                     return Err(err(key(k), "only service checks take this key"));
@@ -566,6 +610,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
             for (k, set) in [
                 ("color", c.color.is_some()),
                 ("min_instances", c.min_instances.is_some()),
+                ("max_instances", c.max_instances.is_some()),
                 ("uuid", c.uuid.is_some()),
             ] {
                 if set {
@@ -590,6 +635,7 @@ fn validate_check(i: usize, c: RawCheck) -> Result<CheckSpec, ConfigError> {
         cadence,
         grace,
         token,
+        max_instances: c.max_instances.unwrap_or(max_instances) as usize,
     })
 }
 
@@ -801,5 +847,49 @@ token = "rep-secret-0123456789"
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn bounds_default_to_64_instances_and_90_days_a_check_may_override_its_cap_and_bad_values_name_their_key(
+    ) {
+        let s = load_str(GOOD, &[]).unwrap();
+        assert_eq!(s.max_instances, 64);
+        assert_eq!(s.retention, Duration::from_secs(90 * 86_400));
+        let s = load_str(
+            &format!("max_instances = 2\nretention = \"30d\"\n{GOOD}"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.max_instances, s.retention),
+            (2, Duration::from_secs(30 * 86_400))
+        );
+        let e = load_str(&format!("max_instances = 0\n{GOOD}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("`max_instances`"), "{e}");
+        let e = load_str(&format!("retention = \"1h\"\n{GOOD}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("`retention`"), "{e}");
+        let svc = "[[check]]\nname = \"big\"\nkind = \"service\"\ncolor = \"green\"\nperiod = \"5s\"\ngrace = \"5s\"\nmin_instances = 3\ntoken = \"svc-secret-0123456789\"\n";
+        let e = load_str(&format!("max_instances = 2\n{GOOD}{svc}"), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("min_instances") && e.to_string().contains("max_instances = 2"),
+            "{e}"
+        );
+        // Per service check: it overrides the default for that check only.
+        let s = load_str(
+            &format!("max_instances = 2\n{GOOD}{svc}max_instances = 500\n"),
+            &[],
+        )
+        .unwrap();
+        let cap = |name: &str| {
+            s.checks
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .max_instances
+        };
+        assert_eq!((cap("blue"), cap("big")), (2, 500));
+        let job = "[[check]]\nname = \"j\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-0000-0000-000000000001\"\nperiod = \"5s\"\nmax_instances = 3\n";
+        let e = load_str(&format!("{GOOD}{job}"), &[]).unwrap_err();
+        assert!(e.to_string().contains("max_instances`"), "{e}");
     }
 }

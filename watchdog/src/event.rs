@@ -62,6 +62,15 @@ pub enum EventKind {
         change: InstanceChange,
         reason: String,
     },
+    /// A service tracks `max_instances` instances and refused a heartbeat
+    /// from a new instance id: once per episode (until it is below the cap).
+    InstanceCapReached {
+        check: String,
+        color: Option<Color>,
+        /// The first instance id refused in the episode.
+        instance: String,
+        max: usize,
+    },
     /// A check was added, changed, restored or retired by the configuration.
     Config { check: String, reason: String },
     /// A target of the checker or the prober failed `fail_after` rounds in
@@ -177,6 +186,7 @@ impl Event {
         match &self.kind {
             EventKind::State { check, .. }
             | EventKind::Instance { check, .. }
+            | EventKind::InstanceCapReached { check, .. }
             | EventKind::Config { check, .. }
             | EventKind::Reminder { check, .. }
             | EventKind::Flapping { check, .. } => check.clone(),
@@ -202,6 +212,7 @@ impl Event {
         match &self.kind {
             EventKind::State { color, .. }
             | EventKind::Instance { color, .. }
+            | EventKind::InstanceCapReached { color, .. }
             | EventKind::Target { color, .. }
             | EventKind::Reminder { color, .. }
             | EventKind::Flapping { color, .. } => *color,
@@ -247,6 +258,11 @@ impl Event {
                 if *automatic { "automatic" } else { "manual" }
             ),
             EventKind::SwitchFailed { error, .. } => error.clone(),
+            EventKind::InstanceCapReached { instance, max, .. } => format!(
+                "already tracks {max} instances (max_instances = {max}): \
+                 heartbeats from new instance ids, first {instance}, are refused \
+                 until one leaves or goes missing"
+            ),
             EventKind::Reminder {
                 down_since, reason, ..
             } => format!(
@@ -296,6 +312,11 @@ impl Event {
                 c.instance = Some(instance.clone());
                 c.data = Some(json!({ "change": change.as_str() }));
                 "instance"
+            }
+            EventKind::InstanceCapReached { instance, max, .. } => {
+                c.instance = Some(instance.clone());
+                c.data = Some(json!({ "max_instances": max }));
+                "instance_cap"
             }
             EventKind::Config { .. } => "config",
             EventKind::Target {
@@ -412,6 +433,9 @@ impl Event {
                     "{level}: {check} instance {instance} {}: {reason}",
                     change.as_str()
                 )
+            }
+            EventKind::InstanceCapReached { check, .. } => {
+                format!("WARNING: {check} INSTANCE CAP: {reason}")
             }
             EventKind::Config { check, .. } => format!("CONFIG: {check}: {reason}"),
             EventKind::Target { .. } => {

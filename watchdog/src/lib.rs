@@ -3,6 +3,7 @@
 //! the blue/green switch.
 
 pub mod admin_token;
+pub mod alarm;
 pub mod alerting;
 pub mod api;
 pub mod check;
@@ -18,6 +19,7 @@ pub mod monitor;
 pub mod outbox;
 pub mod proxy;
 pub mod reports;
+pub mod retention;
 pub mod rollback;
 pub mod schedule;
 pub mod server;
@@ -137,6 +139,15 @@ pub async fn run_with(
         clock: clock.clone(),
         group_window: notify.policy.group_window,
     };
+    background.push(tokio::spawn(
+        alarm::StoreAlarm {
+            channels: notify.channels.clone(),
+            health: monitor.store_health(),
+            clock: clock.clone(),
+            settle: std::time::Duration::from_secs(2),
+        }
+        .run(stopped.clone()),
+    ));
     for channel in notify.channels {
         let health = Arc::new(outbox::ChannelHealth {
             name: channel.name(),
@@ -162,6 +173,17 @@ pub async fn run_with(
         },
         stopped.clone(),
     )));
+    background.push(tokio::spawn(
+        retention::Retention {
+            store: store.clone(),
+            clock: clock.clone(),
+            keep: settings.retention,
+            batch: 1000,
+            pause: std::time::Duration::from_millis(50),
+            every: std::time::Duration::from_secs(3600),
+        }
+        .run(stopped.clone()),
+    ));
     // One switcher per process: the API and the rollback watcher share its lock.
     let switcher = proxy::Switcher::new(settings.proxy.clone())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

@@ -28,12 +28,12 @@ use crate::ledger::{ControlChange, ControlState};
 use crate::logfile::LogSink;
 use crate::metrics::Metrics;
 use crate::reports::{apply_report, TargetState};
-use crate::state::{observe, Change, Runtime, Signal, State};
+use crate::state::{admits, observe, Change, Runtime, Signal, State};
 use crate::store::{Loaded, PingRow, RuntimeUpdate, SilenceChange, Store};
 use bgw_wire::Report;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,6 +52,10 @@ pub struct Ack {
 pub enum MonitorError {
     #[error("the store failed to commit: {0}")]
     Store(String),
+    /// A heartbeat from a new instance id of a service that already tracks
+    /// `max` instances; nothing changed.
+    #[error("service {check:?} already tracks {max} instances (max_instances = {max}); a new instance id is refused until one leaves or goes missing")]
+    InstanceCap { check: String, max: usize },
     #[error("the watchdog is shutting down")]
     Closed,
 }
@@ -119,6 +123,7 @@ pub struct Monitor {
     tx: mpsc::Sender<Msg>,
     pub catalog: Arc<Catalog>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    store_error: watch::Receiver<Option<String>>,
 }
 
 impl Monitor {
@@ -180,6 +185,13 @@ impl Monitor {
     /// A receiver that wakes at every new snapshot.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshot.clone()
+    }
+
+    /// Why the last write did not reach the disk: `Some` from a failed
+    /// commit (or fdatasync) until the next commit succeeds. `/healthz` and
+    /// the store alarm read it.
+    pub fn store_health(&self) -> watch::Receiver<Option<String>> {
+        self.store_error.clone()
     }
 
     /// Whether the task answers within `timeout` (for `/healthz`).
@@ -270,7 +282,9 @@ pub fn spawn(
     }
     let observers = catalog.observer_indexes();
     let (synced, sync_rx) = mpsc::unbounded_channel();
+    let (store_error, store_health) = watch::channel(None);
     let syncer = tokio::spawn(sync::run(
+        store_error.clone(),
         sync_rx,
         deps.wal.take().map(Arc::new),
         deps.log.clone(),
@@ -290,8 +304,10 @@ pub fn spawn(
         silences: initial.silences,
         memory: initial.memory,
         observers,
+        capped: HashSet::new(),
         deps,
         synced,
+        store_error,
         published: None,
         version: 0,
     };
@@ -307,6 +323,7 @@ pub fn spawn(
             tx,
             catalog,
             snapshot,
+            store_error: store_health,
         },
         handle,
     )
@@ -329,9 +346,13 @@ struct Task {
     memory: alerting::Memory,
     /// The checks the rollback decision reads (colored services, reporters).
     observers: Vec<usize>,
+    /// Services in an episode of refusing new instances (one event each).
+    capped: HashSet<usize>,
     deps: Deps,
     /// Committed batches on their way to being durable and acknowledged.
     synced: mpsc::UnboundedSender<sync::Committed>,
+    /// Why the last commit failed (see [`Monitor::store_health`]).
+    store_error: watch::Sender<Option<String>>,
     published: Option<watch::Sender<Arc<Snapshot>>>,
     version: u64,
 }
@@ -355,6 +376,8 @@ struct Batch {
     control_before: Option<ControlState>,
     /// Whether the rollback decision's inputs changed.
     observed: bool,
+    /// Services whose cap episode began in this batch.
+    capped: Vec<usize>,
 }
 
 #[derive(Default)]
@@ -450,6 +473,11 @@ impl Task {
                 ping,
                 reply,
             } => {
+                let max = self.catalog.checks[idx].spec.max_instances;
+                if !admits(&self.runtimes[idx], &signal, max) {
+                    self.refuse(batch, idx, &signal, now, reply);
+                    return;
+                }
                 self.ping(batch, idx, ping, now);
                 self.observe(batch, idx, signal, now);
                 batch.replies.push((reply, idx));
@@ -466,6 +494,38 @@ impl Task {
                 batch.replies.push((reply, idx));
             }
         }
+    }
+
+    /// A new instance over the cap: refused at once, nothing changes; the
+    /// episode's first refusal records one event.
+    fn refuse(
+        &mut self,
+        batch: &mut Batch,
+        idx: usize,
+        signal: &Signal,
+        now: DateTime<Utc>,
+        reply: AckReply,
+    ) {
+        let entry = &self.catalog.checks[idx];
+        let max = entry.spec.max_instances;
+        if self.capped.insert(idx) {
+            if let Signal::Heartbeat { instance, .. } = signal {
+                batch.capped.push(idx);
+                batch.events.push(Event::new(
+                    now,
+                    EventKind::InstanceCapReached {
+                        check: entry.spec.name.clone(),
+                        color: entry.spec.color(),
+                        instance: instance.clone(),
+                        max,
+                    },
+                ));
+            }
+        }
+        let _ = reply.send(Err(MonitorError::InstanceCap {
+            check: entry.spec.name.clone(),
+            max,
+        }));
     }
 
     fn ping(&mut self, batch: &mut Batch, idx: usize, ping: Option<PingInfo>, now: DateTime<Utc>) {
@@ -584,6 +644,9 @@ impl Task {
                 self.scheduled[idx] = Some(d);
             }
         }
+        if next.instances.len() < entry.spec.max_instances {
+            self.capped.remove(&idx); // the episode is over
+        }
         self.runtimes[idx] = next;
         batch.observed |= self.observers.contains(&idx);
     }
@@ -682,6 +745,7 @@ impl Task {
         };
         match result {
             Ok(ids) => {
+                self.store_error.send_if_modified(|e| e.take().is_some());
                 self.deps
                     .metrics
                     .batch_committed(batch.replies.len(), batch.events.len());
@@ -732,6 +796,7 @@ impl Task {
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is rejected and its state rolled back");
+                sync::failed(&self.store_error, e.to_string());
                 for (idx, (rt, pings, hold)) in batch.before {
                     self.deps.metrics.state_left(self.runtimes[idx].state);
                     self.deps.metrics.state_entered(rt.state);
@@ -754,6 +819,9 @@ impl Task {
                 }
                 if let Some(m) = memory_before {
                     self.memory = m;
+                }
+                for idx in batch.capped {
+                    self.capped.remove(&idx); // its event was not written
                 }
                 let err = || MonitorError::Store(e.to_string());
                 for (reply, _) in batch.replies {

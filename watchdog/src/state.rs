@@ -267,6 +267,27 @@ pub fn reschedule(rules: &Rules, prev: &Runtime, now: DateTime<Utc>) -> Runtime 
     rt
 }
 
+/// Whether `signal` may be applied to `rt` when a service tracks at most
+/// `max` instances: a heartbeat from an instance id it does not know is
+/// refused once `max` are tracked (so a flood of ids, a bug or a leaked
+/// token, cannot grow the runtime, its row or the log without bound). Known
+/// instances, goodbyes from unknown ones (they change nothing) and every
+/// other signal are admitted. A departed instance stops counting once
+/// [`observe`] drops it: at its deadline (one period + grace after its last
+/// heartbeat), whether it left with `stopping` or went missing.
+pub fn admits(rt: &Runtime, signal: &Signal, max: usize) -> bool {
+    match signal {
+        Signal::Heartbeat {
+            instance, status, ..
+        } => {
+            *status == HeartbeatStatus::Stopping
+                || rt.instances.contains_key(instance)
+                || rt.instances.len() < max
+        }
+        _ => true,
+    }
+}
+
 /// The state machine. Pure: same inputs, same outputs.
 pub fn observe(
     rules: &Rules,
@@ -983,6 +1004,27 @@ mod tests {
         let (rt, ev) = observe(&r, &rt, Signal::Tick, t(30));
         assert_eq!(rt.state, State::Down, "{ev:?}");
         assert_eq!(states(&ev).last().unwrap().0, 11);
+    }
+
+    #[test]
+    fn a_new_instance_is_refused_at_the_cap_until_a_departed_one_is_dropped() {
+        let r = service(1);
+        let rt = Runtime::new(&r, t(0));
+        let (rt, _) = observe(&r, &rt, hb("a", HeartbeatStatus::Ok), t(1));
+        let (rt, _) = observe(&r, &rt, hb("b", HeartbeatStatus::Ok), t(1));
+        assert!(!admits(&rt, &hb("c", HeartbeatStatus::Ok), 2));
+        assert!(!admits(&rt, &hb("c", HeartbeatStatus::Fail), 2));
+        // Known instances keep heartbeating; a stranger's goodbye changes nothing.
+        assert!(admits(&rt, &hb("a", HeartbeatStatus::Ok), 2));
+        assert!(admits(&rt, &hb("c", HeartbeatStatus::Stopping), 2));
+        assert!(admits(&rt, &Signal::Tick, 2));
+        // "b" leaves: it counts until its deadline (period 5 + grace 5), then not.
+        let (rt, _) = observe(&r, &rt, hb("b", HeartbeatStatus::Stopping), t(2));
+        let (rt, _) = observe(&r, &rt, hb("a", HeartbeatStatus::Ok), t(8));
+        assert!(!admits(&rt, &hb("c", HeartbeatStatus::Ok), 2));
+        let (rt, _) = observe(&r, &rt, Signal::Tick, t(12));
+        assert_eq!(rt.instances.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert!(admits(&rt, &hb("c", HeartbeatStatus::Ok), 2));
     }
 
     #[test]

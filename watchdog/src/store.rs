@@ -17,6 +17,7 @@ mod checks;
 mod events;
 mod open;
 mod outbox;
+mod retention;
 
 pub use batch::{Committed, PingRow, RuntimeUpdate, SilenceChange, Write};
 pub use checks::{CheckRow, InstanceRow, Loaded};

@@ -15,7 +15,8 @@ use serde_json::json;
 use std::time::Duration;
 
 pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
-    let store_ok = app.store.ping().await;
+    // Readable, and the last commit reached the disk (a full disk still reads).
+    let store_ok = app.monitor.store_health().borrow().is_none() && app.store.ping().await;
     let scheduler_ok = app.monitor.alive(Duration::from_secs(2)).await;
     let ok = store_ok && scheduler_ok;
     let channels: serde_json::Map<String, serde_json::Value> = app

@@ -2,7 +2,8 @@
 //!
 //! Policy: every error answer is JSON `{"error": "..."}` with a status that
 //! tells the client what to do: 400 fix the request, 401 fix the token, 404
-//! fix the name, 413 send less, 429 slow down, 503 try later. Messages say
+//! fix the name, 409 not now (a service at `max_instances` refuses a new
+//! instance), 413 send less, 429 slow down, 503 try later. Messages say
 //! what was wrong with the request and never echo a token or a secret.
 //! Internal errors are logged in full and answered with a short message.
 //! Rejections made outside the handlers (an unknown route, a method not
@@ -62,7 +63,13 @@ impl ApiError {
 
 impl From<crate::monitor::MonitorError> for ApiError {
     fn from(e: crate::monitor::MonitorError) -> Self {
-        ApiError::internal("the signal could not be stored", e)
+        match e {
+            // 409: retrying will not help until an instance leaves.
+            e @ crate::monitor::MonitorError::InstanceCap { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            e => ApiError::internal("the signal could not be stored", e),
+        }
     }
 }
 

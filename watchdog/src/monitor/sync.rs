@@ -19,7 +19,14 @@ pub(super) struct Committed {
     pub had_events: bool,
 }
 
+/// Marks the store as failing with `error`; wakes readers only on the
+/// transition from healthy.
+pub(super) fn failed(store_error: &watch::Sender<Option<String>>, error: String) {
+    store_error.send_if_modified(|cur| cur.replace(error).is_none());
+}
+
 pub(super) async fn run(
+    store_error: watch::Sender<Option<String>>,
     mut rx: mpsc::UnboundedReceiver<Committed>,
     wal: Option<Arc<std::fs::File>>,
     log: LogSink,
@@ -45,6 +52,7 @@ pub(super) async fn run(
         };
         if let Err(e) = &synced {
             tracing::error!(error = %e, "fdatasync of the WAL failed; the batch is not acknowledged");
+            failed(&store_error, format!("fdatasync: {e}"));
         }
         let fail = |e: &String| MonitorError::Store(format!("not durable: {e}"));
         for c in done {

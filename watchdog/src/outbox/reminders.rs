@@ -182,6 +182,7 @@ mod tests {
             cadence: Cadence::Period(Duration::from_secs(5)),
             grace: Duration::ZERO,
             token: None,
+            max_instances: 64,
         };
         let rules = rules_of(&spec);
         let (loaded, _) = store

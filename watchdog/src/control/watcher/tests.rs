@@ -14,6 +14,7 @@ fn spec(name: &str, kind: CheckKind) -> CheckSpec {
         cadence: Cadence::Period(Duration::from_secs(1)),
         grace: Duration::from_secs(1),
         token: None,
+        max_instances: 64,
     }
 }
 
