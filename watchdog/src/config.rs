@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const ENV_SECTIONS: &[&str] = &[
     "proxy",
     "rollback",
+    "status_page",
     "notify",
     "notify.slack",
     "notify.email",
@@ -59,6 +60,8 @@ struct RawSettings {
     rollback: Option<crate::rollback::RollbackSettings>,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    status_page: crate::page::Settings,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -156,6 +159,8 @@ pub struct Settings {
     /// `[rollback]`, validated; the contract's defaults when absent.
     pub rollback: crate::rollback::RollbackSettings,
     pub notify: NotifySettings,
+    /// `[status_page]`: who may see `GET /` and its live stream.
+    pub status_page: crate::page::Settings,
 }
 
 pub use crate::check::secrets_equal;
@@ -250,6 +255,9 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
     rollback
         .validate()
         .map_err(|e| err(format_args!("rollback.{}", e.key), e.message))?;
+    raw.status_page
+        .validate()
+        .map_err(|(key, message)| err(format_args!("status_page.{key}"), message))?;
     let mut checks = Vec::with_capacity(raw.check.len());
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
@@ -284,6 +292,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         proxy_configured,
         rollback,
         notify: validate_notify(raw.notify)?,
+        status_page: raw.status_page,
     })
 }
 

@@ -17,12 +17,14 @@ mod checks;
 mod events;
 mod open;
 mod outbox;
+mod page;
 
 pub use batch::{Committed, PingRow, RuntimeUpdate, SilenceChange, Write};
 pub use checks::{CheckRow, InstanceRow, Loaded};
 pub use events::{EventRow, Since};
 pub use open::{wal_file, Durability};
 pub use outbox::{NotificationRow, PendingRow};
+pub use page::Delivery;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::SqlitePool;
