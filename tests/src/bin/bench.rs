@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
 //! `bench` runs them all; `bench <name>...` runs some:
-//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`.
+//! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`, `page`.
 //! Build with `cargo build --release --workspace --bins` first: the
 //! benchmarks start the release binaries next to this one.
 
@@ -10,6 +10,8 @@ mod agent;
 mod alerts;
 #[path = "bench/notify.rs"]
 mod notify;
+#[path = "bench/page.rs"]
+mod page;
 #[path = "bench/prober.rs"]
 mod prober;
 #[path = "bench/rollback.rs"]
@@ -43,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("rollback") {
         rollback::run().await?;
+    }
+    if wants("page") {
+        page::run().await?;
     }
     Ok(())
 }

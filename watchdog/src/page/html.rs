@@ -30,12 +30,12 @@ svg.spark{width:120px;height:24px}.spark .lat{fill:none;stroke:var(--info);strok
 "#;
 
 const SCRIPT: &str = r#"(function(){if(!window.EventSource)return;
-var es=new EventSource('/events/stream'+location.search),st=document.getElementById('conn');
+var es=new EventSource('/events/stream'+location.search),st=function(t){var c=document.getElementById('conn');if(c)c.textContent=t};
 es.addEventListener('page',function(e){var m=document.getElementById('live');
 var open=[].map.call(m.querySelectorAll('details[open]'),function(d){return d.dataset.k});
 m.innerHTML=e.data;open.forEach(function(k){var d=m.querySelector('details[data-k="'+k+'"]');if(d)d.open=true});
-if(st)st.textContent='live';});
-es.onerror=function(){if(st)st.textContent='reconnecting…'};})();"#;
+st('live');});
+es.onerror=function(){st('reconnecting…')};})();"#;
 
 fn tone(t: Tone) -> &'static str {
     match t {
