@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 fn which(names: &[&str]) -> Option<String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in names {
-        for dir in std::env::split_paths(&path).chain(["/usr/bin".into(), "/usr/lib/chromium".into()]) {
+        for dir in
+            std::env::split_paths(&path).chain(["/usr/bin".into(), "/usr/lib/chromium".into()])
+        {
             let p = dir.join(name);
             if p.is_file() {
                 return Some(p.display().to_string());
@@ -78,7 +80,9 @@ impl Browser {
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1280,1000", "--force-color-profile=srgb"]}
         }}});
-        let v = b.call(reqwest::Method::POST, "/session", Some(caps)).await?;
+        let v = b
+            .call(reqwest::Method::POST, "/session", Some(caps))
+            .await?;
         b.session = v["sessionId"]
             .as_str()
             .context("no sessionId in the answer")?
@@ -111,9 +115,13 @@ impl Browser {
 
     /// Navigates to `url`.
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.call(reqwest::Method::POST, &self.path("/url"), Some(json!({"url": url})))
-            .await
-            .map(|_| ())
+        self.call(
+            reqwest::Method::POST,
+            &self.path("/url"),
+            Some(json!({"url": url})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Runs `script` (a function body; `return` gives the answer).
@@ -142,7 +150,11 @@ impl Browser {
             .context("no element reference")?
             .to_string();
         let t = self
-            .call(reqwest::Method::GET, &self.path(&format!("/element/{id}/text")), None)
+            .call(
+                reqwest::Method::GET,
+                &self.path(&format!("/element/{id}/text")),
+                None,
+            )
             .await?;
         Ok(t.as_str().unwrap_or_default().to_string())
     }
@@ -194,7 +206,10 @@ fn decode_base64(s: &str) -> anyhow::Result<Vec<u8>> {
             _ => return None,
         } as u32)
     };
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
         let mut n = 0u32;

@@ -15,7 +15,8 @@ fn screenshots() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_check_going_down_turns_its_row_red_and_joins_the_timeline_within_a_second_without_reload() {
+async fn a_check_going_down_turns_its_row_red_and_joins_the_timeline_within_a_second_without_reload(
+) {
     let Some(browser) = Browser::start().await.expect("start the browser") else {
         return;
     };
@@ -54,18 +55,33 @@ async fn a_check_going_down_turns_its_row_red_and_joins_the_timeline_within_a_se
     browser.goto(&format!("{}/", w.base)).await.unwrap();
     let row = r#"document.querySelector('tr[data-check="blue"]')"#;
     browser
-        .wait_for(&format!("return {row}.classList.contains('state-up')"), Duration::from_secs(5))
+        .wait_for(
+            &format!("return {row}.classList.contains('state-up')"),
+            Duration::from_secs(5),
+        )
         .await
         .expect("blue is up on the page");
     let banner = browser.text("#banner").await.unwrap();
-    assert!(banner.contains("BLUE") && banner.contains("1.0.4"), "{banner}");
+    assert!(
+        banner.contains("BLUE") && banner.contains("1.0.4"),
+        "{banner}"
+    );
     // Wait for the live stream, then mark the document: a reload would lose it.
     browser
-        .wait_for("return document.getElementById('conn').textContent === 'live'", Duration::from_secs(5))
+        .wait_for(
+            "return document.getElementById('conn').textContent === 'live'",
+            Duration::from_secs(5),
+        )
         .await
         .expect("the live stream connects");
-    browser.eval("window.__bgwMark = 42; return true").await.unwrap();
-    browser.screenshot(&screenshots().join("healthy.png")).await.unwrap();
+    browser
+        .eval("window.__bgwMark = 42; return true")
+        .await
+        .unwrap();
+    browser
+        .screenshot(&screenshots().join("healthy.png"))
+        .await
+        .unwrap();
 
     // Blue's instances fall silent past period + grace: the monitor judges it down.
     w.advance(Duration::from_secs(11));
@@ -86,14 +102,23 @@ async fn a_check_going_down_turns_its_row_red_and_joins_the_timeline_within_a_se
     );
     eprintln!("blue down on the page {took:?} after the clock passed its deadline");
     let text = browser.text(r#"tr[data-check="blue"]"#).await.unwrap();
-    assert!(text.contains("down") && text.contains("no heartbeat"), "{text}");
-    browser.screenshot(&screenshots().join("check-down.png")).await.unwrap();
+    assert!(
+        text.contains("down") && text.contains("no heartbeat"),
+        "{text}"
+    );
+    browser
+        .screenshot(&screenshots().join("check-down.png"))
+        .await
+        .unwrap();
 
     // The live color changes (the live file: what a toggle writes) and an
     // operator disables automatic rollback: the banner follows, live.
     std::fs::write(&live_file, "green").unwrap();
     browser
-        .wait_for("return document.getElementById('banner').dataset.live === 'green'", Duration::from_secs(3))
+        .wait_for(
+            "return document.getElementById('banner').dataset.live === 'green'",
+            Duration::from_secs(3),
+        )
         .await
         .expect("the banner shows green live");
     let client = reqwest::Client::new();
@@ -106,17 +131,36 @@ async fn a_check_going_down_turns_its_row_red_and_joins_the_timeline_within_a_se
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     browser
-        .wait_for("return document.getElementById('rollback').dataset.rollback === 'disabled'", Duration::from_secs(3))
+        .wait_for(
+            "return document.getElementById('rollback').dataset.rollback === 'disabled'",
+            Duration::from_secs(3),
+        )
         .await
         .expect("the banner shows rollback disabled");
     let rollback = browser.text("#rollback").await.unwrap();
     assert!(rollback.contains("disabled by an operator"), "{rollback}");
-    assert_eq!(browser.eval("return window.__bgwMark").await.unwrap(), json!(42));
-    browser.screenshot(&screenshots().join("rollback-disabled.png")).await.unwrap();
+    assert_eq!(
+        browser.eval("return window.__bgwMark").await.unwrap(),
+        json!(42)
+    );
+    browser
+        .screenshot(&screenshots().join("rollback-disabled.png"))
+        .await
+        .unwrap();
 
     // Without JavaScript the same facts are in the HTML itself.
-    let html = client.get(format!("{}/", w.base)).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains(r#"data-live="green""#) && html.contains("state-down"), "{html}");
+    let html = client
+        .get(format!("{}/", w.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"data-live="green""#) && html.contains("state-down"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -138,13 +182,22 @@ async fn access_token_keeps_the_page_and_its_stream_from_viewers_without_the_tok
     let stream = get("/events/stream?token=look").await.unwrap();
     assert_eq!(stream.status().as_u16(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
-    let json = get("/status.json?token=look").await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let json = get("/status.json?token=look")
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
     assert_eq!(json["summary"]["total"], 3, "{json}");
 }
 
 #[tokio::test]
 async fn access_off_hides_the_page_and_the_stream() {
-    let w = spawn_app(&default_checks("5s", "5s"), "[status_page]\naccess = \"off\"\n").await;
+    let w = spawn_app(
+        &default_checks("5s", "5s"),
+        "[status_page]\naccess = \"off\"\n",
+    )
+    .await;
     let http = reqwest::Client::new();
     for path in ["/", "/events/stream", "/status.json"] {
         let r = http.get(format!("{}{path}", w.base)).send().await.unwrap();

@@ -276,7 +276,10 @@ pub async fn older_events(
 }
 
 async fn deliveries_of(store: &Store, events: &[EventRow]) -> Result<Vec<Delivery>, StoreError> {
-    match (events.iter().map(|e| e.id).min(), events.iter().map(|e| e.id).max()) {
+    match (
+        events.iter().map(|e| e.id).min(),
+        events.iter().map(|e| e.id).max(),
+    ) {
         (Some(first), Some(last)) => store.deliveries(first, last).await,
         _ => Ok(Vec::new()),
     }

@@ -33,7 +33,9 @@ fn authorize(app: &AppState, q: &PageQuery, headers: &HeaderMap) -> Result<(), A
     app.page
         .authorize(token, app.admin_token.as_deref())
         .map_err(|d| match d {
-            Denied::Off => ApiError::not_found("the status page is off (status_page.access = \"off\")"),
+            Denied::Off => {
+                ApiError::not_found("the status page is off (status_page.access = \"off\")")
+            }
             Denied::Token => ApiError::unauthorized(
                 "the status page needs a token: ?token=<status_page.viewer_token>",
             ),
@@ -57,9 +59,12 @@ async fn view(app: &AppState, q: &PageQuery) -> Result<page::view::View, ApiErro
         let (events, deliveries) = page::older_events(&app.store, tpage)
             .await
             .map_err(|e| ApiError::internal("the status page could not read the store", e))?;
-        Ok(app
-            .page
-            .view(&facts, &app.rollback, page, Some((tpage, &events, &deliveries))))
+        Ok(app.page.view(
+            &facts,
+            &app.rollback,
+            page,
+            Some((tpage, &events, &deliveries)),
+        ))
     } else {
         Ok(app.page.view(&facts, &app.rollback, page, None))
     }

@@ -25,7 +25,7 @@ th{font-weight:600;color:var(--mute);font-size:12px}
 tr.row-bad{background:var(--badbg)}tr.row-warn{background:var(--warnbg)}
 .bar{display:flex;gap:1px;height:12px;width:120px}.bar i{flex:1}.s-up{background:var(--ok)}.s-down{background:var(--bad)}.s-none{background:var(--line)}
 svg.spark{width:120px;height:24px}.spark .lat{fill:none;stroke:var(--info);stroke-width:1.2}.spark .thr{stroke:var(--warn);stroke-dasharray:2 2;stroke-width:.6}
-.spark .fail{fill:var(--bad);opacity:.5}ol.tl{list-style:none;padding:0;margin:0}ol.tl li{padding:3px 0;border-bottom:1px solid var(--line)}
+.spark .fail{fill:var(--bad);opacity:.5}.spark .dot{fill:var(--info)}ol.tl{list-style:none;padding:0;margin:0}ol.tl li{padding:3px 0;border-bottom:1px solid var(--line)}
 .reason{max-width:420px;overflow-wrap:anywhere}details summary{cursor:pointer}.pager a{margin-right:8px}
 "#;
 
@@ -85,7 +85,9 @@ pub fn fragment(view: &View, token: Option<&str>) -> String {
 
 fn content(v: &View, token: Option<&str>) -> Markup {
     let b = &v.banner;
-    let live_class = b.live.map_or("live-none".to_string(), |c| format!("live-{c}"));
+    let live_class = b
+        .live
+        .map_or("live-none".to_string(), |c| format!("live-{c}"));
     html! {
         h1 { "bgw watchdog " span.mute { "· " (v.now.format("%Y-%m-%d %H:%M:%S UTC")) " · " span #conn { "static" } } }
         section #banner .banner data-live=(b.live.map_or("none", |c| c.as_str())) {
@@ -225,6 +227,7 @@ fn spark(s: &Spark) -> Markup {
             @for x in &s.fails { rect.fail x=(x) y="0" width="1.7" height="20" {} }
             line.thr x1="0" x2="100" y1=(s.threshold_y) y2=(s.threshold_y) {}
             @if !points.is_empty() { polyline.lat points=(points.join(" ")) {} }
+            @if let Some((x, y)) = s.points.last() { circle.dot cx=(x) cy=(y) r="1.6" {} }
         }
     }
 }
@@ -245,7 +248,7 @@ fn target_row(t: &TargetView) -> Markup {
 fn timeline_item(e: &TimelineItem) -> Markup {
     html! {
         li data-event=(e.id) data-kind=(e.kind) {
-            span.mute { (e.at.format("%m-%d %H:%M:%S")) " " } 
+            span.mute { (e.at.format("%m-%d %H:%M:%S")) " " }
             span.(tone(e.tone)) { (e.text) }
             @for (channel, state) in &e.deliveries {
                 " " span.pill.(match state.as_str() { "delivered" | "merged" => "t-ok", "failed" => "t-bad", _ => "t-warn" }) { (channel) ": " (state) }

@@ -116,7 +116,15 @@ pub fn render(v: &View, ansi: bool) -> String {
     let _ = writeln!(
         out,
         "{:<24} {:<10} {:<6} {:<8} {:<10} {:<12} {:<14} {:<9} {:<8} REASON",
-        "CHECK", "KIND", "COLOR", "STATE", "FOR", "LAST SIGNAL", "NEXT DEADLINE", "INSTANCES", "UP 24H"
+        "CHECK",
+        "KIND",
+        "COLOR",
+        "STATE",
+        "FOR",
+        "LAST SIGNAL",
+        "NEXT DEADLINE",
+        "INSTANCES",
+        "UP 24H"
     );
     for c in &v.checks {
         let color = match c.color.as_deref() {

@@ -303,23 +303,24 @@ pub fn rollback_view(
     last_toggle: Option<&ToggleRecord>,
     now: DateTime<Utc>,
 ) -> RollbackView {
-    let (status, tone, text) = if !s.enabled {
-        (
-            RollbackStatus::Disabled,
-            Tone::Muted,
-            "disabled by the configuration (rollback.enabled = false)".to_string(),
-        )
-    } else if state.disabled {
-        (
-            RollbackStatus::Disabled,
-            Tone::Warn,
-            "disabled by an operator (bgw-watchdog rollback rearm to undo)".to_string(),
-        )
-    } else if state.latched {
-        (
-            RollbackStatus::Latched,
-            Tone::Bad,
-            format!(
+    let (status, tone, text) =
+        if !s.enabled {
+            (
+                RollbackStatus::Disabled,
+                Tone::Muted,
+                "disabled by the configuration (rollback.enabled = false)".to_string(),
+            )
+        } else if state.disabled {
+            (
+                RollbackStatus::Disabled,
+                Tone::Warn,
+                "disabled by an operator (bgw-watchdog rollback rearm to undo)".to_string(),
+            )
+        } else if state.latched {
+            (
+                RollbackStatus::Latched,
+                Tone::Bad,
+                format!(
                 "latched after an automatic rollback{}: {} (toggle or rollback rearm to release)",
                 state
                     .latched_at
@@ -330,16 +331,16 @@ pub fn rollback_view(
                     REASON_CHARS
                 )
             ),
-        )
-    } else if s.mode == Mode::DryRun {
-        (
-            RollbackStatus::DryRun,
-            Tone::Info,
-            "dry-run: decisions are logged and alerted, nothing is switched".to_string(),
-        )
-    } else {
-        (RollbackStatus::Armed, Tone::Ok, "armed".to_string())
-    };
+            )
+        } else if s.mode == Mode::DryRun {
+            (
+                RollbackStatus::DryRun,
+                Tone::Info,
+                "dry-run: decisions are logged and alerted, nothing is switched".to_string(),
+            )
+        } else {
+            (RollbackStatus::Armed, Tone::Ok, "armed".to_string())
+        };
     let window_remaining = last_toggle.and_then(|t| remaining(now, t.at, s.window.0));
     let cooldown_remaining = state
         .last_automatic_at
@@ -527,12 +528,19 @@ fn spark(samples: &[Sample], now: DateTime<Utc>, threshold_ms: u64) -> Spark {
 }
 
 fn data_str<'a>(e: &'a EventRow, key: &str) -> Option<&'a str> {
-    e.data.as_ref().and_then(|d| d.get(key)).and_then(|v| v.as_str())
+    e.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| v.as_str())
 }
 
 /// What a timeline line says about an event, and its tone.
 pub fn describe(e: &EventRow) -> (Tone, String) {
-    let check = e.check.as_deref().map(|c| cut(c, NAME_CHARS)).unwrap_or_default();
+    let check = e
+        .check
+        .as_deref()
+        .map(|c| cut(c, NAME_CHARS))
+        .unwrap_or_default();
     let reason = cut(&e.reason, REASON_CHARS);
     let arrow = |e: &EventRow| {
         format!(
@@ -583,7 +591,11 @@ pub fn describe(e: &EventRow) -> (Tone, String) {
                 format!(
                     "toggle {} by {}: {}",
                     arrow(e),
-                    if automatic { "the watchdog" } else { "an operator" },
+                    if automatic {
+                        "the watchdog"
+                    } else {
+                        "an operator"
+                    },
                     cut(data_str(e, "why").unwrap_or(&e.reason), REASON_CHARS)
                 ),
             )
@@ -606,7 +618,10 @@ pub fn describe(e: &EventRow) -> (Tone, String) {
         "reminder" => (Tone::Bad, format!("{check} still down: {reason}")),
         "flapping" => (Tone::Warn, format!("{check} flapping: {reason}")),
         k if k.ends_with("failed") => (Tone::Bad, format!("{k}: {check} {reason}")),
-        k => (Tone::Muted, format!("{}: {check} {reason}", cut(k, NAME_CHARS))),
+        k => (
+            Tone::Muted,
+            format!("{}: {check} {reason}", cut(k, NAME_CHARS)),
+        ),
     }
 }
 
@@ -615,10 +630,24 @@ pub fn build(input: &Input) -> View {
     let now = input.now;
     let (live, live_error) = match input.live {
         LiveState::Live(c) => (Some(*c), None),
-        LiveState::Missing => (None, Some("no color is live yet (the live file does not exist)".into())),
-        LiveState::Invalid(why) => (None, Some(cut(&format!("the live color is undefined: {why}"), REASON_CHARS))),
+        LiveState::Missing => (
+            None,
+            Some("no color is live yet (the live file does not exist)".into()),
+        ),
+        LiveState::Invalid(why) => (
+            None,
+            Some(cut(
+                &format!("the live color is undefined: {why}"),
+                REASON_CHARS,
+            )),
+        ),
     };
-    let since = live.and_then(|c| input.last_toggle.filter(|t| t.to == c && t.ok).map(|t| t.at));
+    let since = live.and_then(|c| {
+        input
+            .last_toggle
+            .filter(|t| t.to == c && t.ok)
+            .map(|t| t.at)
+    });
     let sides = [Color::Blue, Color::Green].map(|c| color_side(c, input));
     let idle = live.map(Color::other);
     let idle_health = match idle {

@@ -23,7 +23,11 @@ pub struct Delivery {
 
 impl Store {
     /// The newest events, newest first: `limit` of them after skipping `offset`.
-    pub async fn recent_events(&self, limit: i64, offset: i64) -> Result<Vec<EventRow>, StoreError> {
+    pub async fn recent_events(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, noticed_at, check_name, kind, from_state, to_state, instance, color, reason, \
              silenced, data FROM events ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -239,7 +243,11 @@ impl Store {
     }
 
     /// Deletes buckets older than `keep_hours` (the page shows 30 days).
-    pub async fn prune_rollups(&self, now: DateTime<Utc>, keep_hours: i64) -> Result<u64, StoreError> {
+    pub async fn prune_rollups(
+        &self,
+        now: DateTime<Utc>,
+        keep_hours: i64,
+    ) -> Result<u64, StoreError> {
         let from = now.timestamp_millis().div_euclid(rollup::HOUR_MS) - keep_hours;
         Ok(sqlx::query("DELETE FROM rollup_hours WHERE hour <= ?")
             .bind(from)

@@ -84,8 +84,10 @@ async fn heartbeat_rate(base: &str, for_: Duration) -> anyhow::Result<f64> {
                 let ok = http
                     .post(&url)
                     .bearer_auth(BLUE_TOKEN)
-                    .json(&serde_json::json!({"check": "blue", "instance": format!("i{c}"),
-                        "color": "blue", "version": "1.0.4", "status": "ok", "seq": seq}))
+                    .json(
+                        &serde_json::json!({"check": "blue", "instance": format!("i{c}"),
+                        "color": "blue", "version": "1.0.4", "status": "ok", "seq": seq}),
+                    )
                     .send()
                     .await
                     .is_ok_and(|r| r.status().as_u16() == 202);

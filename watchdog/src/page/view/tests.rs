@@ -130,7 +130,15 @@ fn each_check_state_has_its_tone_and_problems_come_first() {
             ("e-paused", Tone::Muted),
         ]
     );
-    assert_eq!((v.summary.up, v.summary.late, v.summary.down, v.summary.other), (1, 1, 1, 2));
+    assert_eq!(
+        (
+            v.summary.up,
+            v.summary.late,
+            v.summary.down,
+            v.summary.other
+        ),
+        (1, 1, 1, 2)
+    );
     let down = &v.checks[0];
     assert_eq!(down.for_, "1m30s");
     assert_eq!(down.last_signal_ago.as_deref(), Some("7s"));
@@ -174,7 +182,11 @@ fn rollback_states_read_disabled_then_latched_then_dry_run_then_armed() {
     w.state.latch_reason = Some("green failed 43s after toggle".into());
     let r = w.view().banner.rollback;
     assert_eq!((r.status, r.tone), (RollbackStatus::Latched, Tone::Bad));
-    assert!(r.text.contains("green failed 43s after toggle"), "{}", r.text);
+    assert!(
+        r.text.contains("green failed 43s after toggle"),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("1m ago"), "{}", r.text);
     w.state.disabled = true;
     let r = w.view().banner.rollback;
@@ -196,7 +208,10 @@ fn window_and_cooldown_count_down_and_vanish_once_over() {
     assert_eq!(b.since_ago.as_deref(), Some("1m"));
     assert_eq!(b.idle, Some(Color::Blue));
     let s = b.last_switch.unwrap();
-    assert_eq!((s.from, s.to, s.by.as_str()), (Some(Color::Blue), Color::Green, "an operator"));
+    assert_eq!(
+        (s.from, s.to, s.by.as_str()),
+        (Some(Color::Blue), Color::Green, "an operator")
+    );
     w.toggle = Some(toggle(true, 16 * 60));
     w.state.last_automatic_at = Some(now() - secs(16 * 60));
     let b = w.view().banner;
@@ -254,7 +269,11 @@ fn a_page_never_grows_with_the_number_of_checks_or_the_length_of_reasons() {
     assert!(html.len() < 1_000_000, "page of {} bytes", html.len());
     assert!(!html.contains(&long), "every string is cut");
     w.page = 1_000;
-    assert_eq!(w.view().paging.page, 60, "a page past the end shows the last");
+    assert_eq!(
+        w.view().paging.page,
+        60,
+        "a page past the end shows the last"
+    );
 }
 
 #[test]
@@ -276,22 +295,57 @@ fn the_timeline_says_who_toggled_and_each_channels_delivery() {
         data: Some(data),
     };
     w.events = vec![
-        event(3, "rollback_refused", serde_json::json!({"from": "green", "to": "blue", "rule": "cooldown"}), "cooldown 9m left"),
-        event(2, "rollback", serde_json::json!({"from": "green", "to": "blue"}), "green failed 43s after toggle"),
-        event(1, "toggle", serde_json::json!({"from": "blue", "to": "green", "automatic": false, "why": "release 1.0.5"}), ""),
+        event(
+            3,
+            "rollback_refused",
+            serde_json::json!({"from": "green", "to": "blue", "rule": "cooldown"}),
+            "cooldown 9m left",
+        ),
+        event(
+            2,
+            "rollback",
+            serde_json::json!({"from": "green", "to": "blue"}),
+            "green failed 43s after toggle",
+        ),
+        event(
+            1,
+            "toggle",
+            serde_json::json!({"from": "blue", "to": "green", "automatic": false, "why": "release 1.0.5"}),
+            "",
+        ),
     ];
     w.deliveries = vec![
-        Delivery { event_id: 2, channel: "slack".into(), state: "delivered".into() },
-        Delivery { event_id: 2, channel: "email".into(), state: "pending".into() },
+        Delivery {
+            event_id: 2,
+            channel: "slack".into(),
+            state: "delivered".into(),
+        },
+        Delivery {
+            event_id: 2,
+            channel: "email".into(),
+            state: "pending".into(),
+        },
     ];
     let v = w.view();
     let texts: Vec<&str> = v.timeline.iter().map(|e| e.text.as_str()).collect();
-    assert_eq!(texts[0], "rollback green → blue refused (cooldown): cooldown 9m left");
-    assert_eq!(texts[1], "ROLLBACK green → blue: green failed 43s after toggle");
-    assert_eq!(texts[2], "toggle blue → green by an operator: release 1.0.5");
+    assert_eq!(
+        texts[0],
+        "rollback green → blue refused (cooldown): cooldown 9m left"
+    );
+    assert_eq!(
+        texts[1],
+        "ROLLBACK green → blue: green failed 43s after toggle"
+    );
+    assert_eq!(
+        texts[2],
+        "toggle blue → green by an operator: release 1.0.5"
+    );
     assert_eq!(
         v.timeline[1].deliveries,
-        vec![("slack".into(), "delivered".into()), ("email".into(), "pending".into())]
+        vec![
+            ("slack".into(), "delivered".into()),
+            ("email".into(), "pending".into())
+        ]
     );
     assert!(v.timeline[2].deliveries.is_empty());
 }
@@ -314,17 +368,40 @@ fn a_sparkline_scales_to_the_threshold_and_marks_failed_minutes() {
     w.latency.insert(
         "checker/blue-direct".into(),
         vec![
-            Sample { at: now() - secs(7200), latency_ms: Some(9_999_999), ok: true },
-            Sample { at: now() - secs(600), latency_ms: Some(1000), ok: true },
-            Sample { at: now(), latency_ms: Some(3000), ok: false },
+            Sample {
+                at: now() - secs(7200),
+                latency_ms: Some(9_999_999),
+                ok: true,
+            },
+            Sample {
+                at: now() - secs(600),
+                latency_ms: Some(1000),
+                ok: true,
+            },
+            Sample {
+                at: now(),
+                latency_ms: Some(3000),
+                ok: false,
+            },
         ],
     );
     let v = w.view();
     let s = &v.targets[0].spark;
     assert_eq!(s.max_ms, 3000, "samples older than an hour are left out");
     assert_eq!(s.points.len(), 2);
-    assert_eq!(s.points[1], (100, 0), "the newest point is at the right, at the top");
-    assert_eq!(s.threshold_y, 7, "2000 of 3000 ms: a third from the top of 20");
+    assert_eq!(
+        s.points[1],
+        (100, 0),
+        "the newest point is at the right, at the top"
+    );
+    assert_eq!(
+        s.threshold_y, 7,
+        "2000 of 3000 ms: a third from the top of 20"
+    );
     assert_eq!(s.fails, vec![100]);
-    assert_eq!(v.banner.versions[0].health.tone, Tone::Bad, "blue-direct failing");
+    assert_eq!(
+        v.banner.versions[0].health.tone,
+        Tone::Bad,
+        "blue-direct failing"
+    );
 }
