@@ -365,7 +365,7 @@ fn instance_up(i: &crate::store::InstanceRow, now: DateTime<Utc>) -> bool {
 fn check_view(c: &CheckRow, input: &Input) -> CheckView {
     let now = input.now;
     let mut instances: Vec<&crate::store::InstanceRow> = c.instances.iter().collect();
-    instances.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    instances.sort_by_key(|i| std::cmp::Reverse(i.last_seen));
     let up = c.instances.iter().filter(|i| instance_up(i, now)).count();
     let deadline_in = c.next_deadline.map(|d| {
         if d >= now {
