@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine:
 # nginx and its Lua module (proxy.mode = "live"), wrk, openssl (the SMTP
-# tests' private CA) from Debian's packages, aiosmtpd (a real SMTP server)
-# from PyPI.
+# tests' private CA), chromium and chromium-driver (the status page's browser
+# test) from Debian's packages, aiosmtpd (a real SMTP server) from PyPI.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -13,6 +13,9 @@ command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# The status page's browser test: headless Chromium driven over WebDriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

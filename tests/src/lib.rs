@@ -1,6 +1,7 @@
 //! Harness for the workspace's end-to-end tests and the `bench` binary: starts
 //! the real binaries, nginx, an SMTP server and a Slack receiver on loopback.
 pub mod attack;
+pub mod browser;
 pub mod container;
 pub mod fake_watchdog;
 pub mod measure;

@@ -56,8 +56,6 @@ pub fn free_port() -> u16 {
 
 pub struct Watchdog {
     pub dir: tempfile::TempDir,
-    /// The address it listens on (`127.0.0.1` unless spawned `_at`).
-    pub host: String,
     pub port: u16,
     pub base: String,
     pub http: reqwest::Client,

@@ -42,6 +42,8 @@ pub struct AppState {
     pub rollback: Arc<crate::rollback::RollbackSettings>,
     /// The rollback watcher's last decision.
     pub last_decision: crate::control::watcher::Last,
+    /// The status page's access setting, shared facts and latency rings.
+    pub page: crate::page::Page,
 }
 
 impl AppState {
@@ -139,6 +141,8 @@ pub fn router(state: AppState) -> Router {
         .head(ingest::ping_with_action);
     Router::new()
         .route("/", get(page::status_page))
+        .route("/status.json", get(page::status_json))
+        .route("/events/stream", get(page::stream))
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))
         .route("/api/v1/heartbeat", post(ingest::heartbeat))

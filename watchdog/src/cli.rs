@@ -80,7 +80,28 @@ pub fn error_of(status: u16, body: &Value) -> anyhow::Error {
     }
 }
 
-/// `status`: one line per check, then the live color.
+/// `status`: the status page's view (`GET /status.json`) as coloured text
+/// (`ansi`) or JSON; where the page is off, the plain table of the admin API.
+pub async fn status_page(
+    client: &Client,
+    page: usize,
+    json: bool,
+    ansi: bool,
+) -> anyhow::Result<String> {
+    let (code, body) = client.get(&format!("/status.json?page={page}")).await?;
+    match code {
+        200 if json => Ok(format!("{}\n", serde_json::to_string_pretty(&body)?)),
+        200 => {
+            let view: crate::page::view::View =
+                serde_json::from_value(body).context("malformed status view")?;
+            Ok(crate::page::term::render(&view, ansi))
+        }
+        404 => status(client).await,
+        _ => Err(error_of(code, &body)),
+    }
+}
+
+/// `status` without the page: one line per check, then the live color.
 pub async fn status(client: &Client) -> anyhow::Result<String> {
     let (code, body) = client.get("/api/v1/checks").await?;
     if code != 200 {

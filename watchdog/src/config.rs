@@ -14,6 +14,7 @@ pub const ENV_SECTIONS: &[&str] = &[
     "server",
     "proxy",
     "rollback",
+    "status_page",
     "notify",
     "notify.slack",
     "notify.email",
@@ -66,6 +67,8 @@ struct RawSettings {
     rollback: Option<crate::rollback::RollbackSettings>,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    status_page: crate::page::Settings,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -196,6 +199,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// `[server]`: timeouts, sizes and connection limits.
     pub server: crate::server::ServerSettings,
+    /// `[status_page]`: who may see `GET /` and its live stream.
+    pub status_page: crate::page::Settings,
 }
 
 pub use crate::check::secrets_equal;
@@ -301,6 +306,9 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
     rollback
         .validate()
         .map_err(|e| err(format_args!("rollback.{}", e.key), e.message))?;
+    raw.status_page
+        .validate()
+        .map_err(|(key, message)| err(format_args!("status_page.{key}"), message))?;
     let mut checks = Vec::with_capacity(raw.check.len());
     let mut names = std::collections::HashSet::new();
     let mut uuids = std::collections::HashSet::new();
@@ -338,6 +346,7 @@ fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
         rollback,
         notify: validate_notify(raw.notify)?,
         server: validate_server(raw.server)?,
+        status_page: raw.status_page,
     })
 }
 

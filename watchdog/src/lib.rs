@@ -17,10 +17,12 @@ pub mod logfile;
 pub mod metrics;
 pub mod monitor;
 pub mod outbox;
+pub mod page;
 pub mod proxy;
 pub mod reports;
 pub mod retention;
 pub mod rollback;
+pub mod rollup;
 pub mod schedule;
 pub mod server;
 pub mod state;
@@ -207,7 +209,21 @@ pub async fn run_with(
         }
         .run(),
     ));
+    // Live streams of the status page end when shutdown begins (else the
+    // graceful shutdown would wait for them).
+    let (page_stop, page_stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = page_stop.send(true);
+    };
+    let page = page::Page::new(
+        settings.status_page.clone(),
+        settings.probe_threshold_ms,
+        monitor.subscribe(),
+        page_stopping,
+    );
     let state = api::AppState {
+        page,
         switcher,
         rollback: Arc::new(settings.rollback.clone()),
         last_decision,

@@ -47,8 +47,18 @@ enum Command {
     },
     /// Validate the configuration and print what would be monitored (exit 2 if invalid).
     CheckConfig,
-    /// Table of every check: state, last signal, next deadline; and the live color.
-    Status,
+    /// The status page in the terminal: live color, rollback, every check, targets, recent events.
+    Status {
+        /// Print the view as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Redraw every 2 s until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Page of checks (50 a page, worst first).
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+    },
     /// Pause alerting for a check.
     Pause { check: String },
     /// Resume alerting for a check.
@@ -152,8 +162,20 @@ async fn run(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => {
-            print!("{}", cli::status(&client()?).await?);
+        Command::Status { json, watch, page } => {
+            let client = client()?;
+            let ansi = !json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            loop {
+                let out = cli::status_page(&client, page, json, ansi).await?;
+                print!("{}{out}", if watch && ansi { "\x1b[2J\x1b[H" } else { "" });
+                if !watch {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = shutdown_signal() => break,
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pause { check } => {

@@ -17,6 +17,7 @@ mod checks;
 mod events;
 mod open;
 mod outbox;
+mod page;
 mod retention;
 
 pub use batch::{Committed, PingRow, RuntimeUpdate, SilenceChange, Write};
@@ -24,6 +25,7 @@ pub use checks::{CheckRow, InstanceRow, Loaded};
 pub use events::{EventRow, Since};
 pub use open::{wal_file, Durability};
 pub use outbox::{NotificationRow, PendingRow};
+pub use page::Delivery;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::SqlitePool;

@@ -1,9 +1,9 @@
 //! Benchmarks that print figures (see the README's "Performance" section).
 //! `bench` runs them all; `bench <name>...` runs some:
 //! `watchdog`, `alerts`, `notify`, `agent`, `prober`, `switch`, `rollback`,
-//! `attack`. Build with `cargo build --release --workspace --bins` (or
-//! `--profile quick`) first: the benchmarks start the binaries next to this
-//! one (`target/release/` or `target/quick/`).
+//! `attack`, `page`. Build with `cargo build --release --workspace --bins`
+//! (or `--profile quick`) first: the benchmarks start the binaries next to
+//! this one (`target/release/` or `target/quick/`).
 
 #[path = "bench/agent.rs"]
 mod agent;
@@ -13,6 +13,8 @@ mod alerts;
 mod attack;
 #[path = "bench/notify.rs"]
 mod notify;
+#[path = "bench/page.rs"]
+mod page;
 #[path = "bench/prober.rs"]
 mod prober;
 #[path = "bench/rollback.rs"]
@@ -49,6 +51,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("attack") {
         attack::run().await?;
+    }
+    if wants("page") {
+        page::run().await?;
     }
     Ok(())
 }

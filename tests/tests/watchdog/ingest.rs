@@ -355,5 +355,8 @@ async fn healthz_and_metrics_answer() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("<td>blue</td>"));
+    assert!(
+        page.contains(r#"data-check="blue""#),
+        "the status page lists the blue check"
+    );
 }

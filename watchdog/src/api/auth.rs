@@ -55,6 +55,11 @@ impl AdminAuth {
     }
 
     /// Whether `presented` is the admin token (constant time).
+    /// The admin token (it also opens a status page behind a viewer token).
+    pub fn token(&self) -> &SecretString {
+        &self.token
+    }
+
     pub fn matches(&self, presented: &str) -> bool {
         crate::config::secrets_equal(self.token.expose_secret(), presented)
     }
