@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 pub const IMAGE_PREFIX: &str = "bgw-e2e-";
 /// Tag of the four bgw images the drills build.
 pub const IMAGE_TAG: &str = "e2e";
-pub const PROBER_TOKEN: &str = "prober-token";
+pub const PROBER_TOKEN: &str = "prober-token-0123456789";
 const BLUE_TOKEN: &str = crate::watchdog::BLUE_TOKEN;
 const GREEN_TOKEN: &str = crate::system::GREEN_TOKEN;
 

@@ -87,7 +87,8 @@ fn at_of(e: &serde_json::Value) -> anyhow::Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(e["at"].as_str().context("at")?)?.to_utc())
 }
 
-/// Jobs pinged 100 ms apart, each missing its own `down` deadline.
+/// Jobs pinged 100 ms apart (within their 10 s period), each then missing
+/// its own `down` deadline, 100 ms after the one before.
 async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
     let slack = SlackReceiver::start().await;
     let smtp = SmtpSink::start(SmtpOptions::default()).await;
@@ -95,7 +96,7 @@ async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
     for i in 0..n {
         let _ = writeln!(
             checks,
-            "[[check]]\nname = \"job-{i}\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-4000-8000-{i:012}\"\nperiod = \"2s\"\ngrace = \"0s\""
+            "[[check]]\nname = \"job-{i}\"\nkind = \"heartbeat\"\nuuid = \"00000000-0000-4000-8000-{i:012}\"\nperiod = \"10s\"\ngrace = \"0s\""
         );
     }
     let w = spawn_watchdog_with(&checks, &channels(&slack, &smtp, policy)).await;
@@ -121,7 +122,7 @@ async fn deadlines(label: &str, policy: &str, n: usize) -> anyhow::Result<()> {
         let text = m["text"].as_str().unwrap_or("");
         if let Some(check) = text
             .strip_prefix("[bgw] DOWN ")
-            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| t.split([' ', ':', '\n']).next())
         {
             if let Some(d) = deadline_of(check) {
                 to_slack.push(after(anchor.wall(at), d));
