@@ -10,6 +10,8 @@
 //! - 1,000 checks down at one deadline (500 blue and 500 green services):
 //!   when the first message of each color arrives, when every member has
 //!   been named, and how many messages each channel got.
+//!
+//! `BENCH_ALERT_ONLY=crash|deadlines|burst` runs one part.
 
 use anyhow::{bail, Context};
 use bgw_e2e::measure::percentiles;
@@ -32,17 +34,26 @@ fn events() -> anyhow::Result<usize> {
     }
 }
 
+/// `BENCH_ALERT_ONLY=crash|deadlines|burst` runs one part.
 pub async fn run() -> anyhow::Result<()> {
     println!("== alerts (through the watchdog's outbox)");
     let n = events()?;
+    let only = std::env::var("BENCH_ALERT_ONLY").ok();
+    let wants = |part: &str| only.as_deref().is_none_or(|o| o == part);
     for (label, policy) in CONFIGS {
-        super::agent::crash_to_slack(label, policy, n).await?;
+        if wants("crash") {
+            super::agent::crash_to_slack(label, policy, n).await?;
+        }
     }
     for (label, policy) in CONFIGS {
-        deadlines(label, policy, n).await?;
+        if wants("deadlines") {
+            deadlines(label, policy, n).await?;
+        }
     }
     for (label, policy) in CONFIGS {
-        burst(label, policy, 500).await?;
+        if wants("burst") {
+            burst(label, policy, 500).await?;
+        }
     }
     Ok(())
 }
