@@ -29,6 +29,34 @@ pub struct EventRow {
     pub data: Option<serde_json::Value>,
 }
 
+/// An `events` row as the API shows it (the columns of [`EVENT_COLUMNS`]).
+pub(super) fn event_row(r: &sqlx::sqlite::SqliteRow) -> EventRow {
+    EventRow {
+        id: r.get("id"),
+        at: from_ms(r.get("at")),
+        noticed_at: from_ms(r.get("noticed_at")),
+        check: r.get("check_name"),
+        kind: r.get("kind"),
+        from: r.get("from_state"),
+        to: r.get("to_state"),
+        instance: r.get("instance"),
+        color: r.get("color"),
+        reason: r.get("reason"),
+        down_for: r
+            .get::<Option<i64>, _>("down_for_ms")
+            .map(|ms| bgw_wire::format_duration(Duration::from_millis(ms.max(0) as u64))),
+        silenced: r.get("silenced"),
+        data: r
+            .get::<Option<String>, _>("data")
+            .and_then(|d| serde_json::from_str(&d).ok()),
+    }
+}
+
+/// The columns [`event_row`] reads.
+pub(super) const EVENT_COLUMNS: &str =
+    "id, at, noticed_at, check_name, kind, from_state, to_state, \
+     instance, color, reason, down_for_ms, silenced, data";
+
 /// Where to start listing events.
 #[derive(Debug, Clone, Copy)]
 pub enum Since {
@@ -50,8 +78,7 @@ impl Store {
             Since::Time(t) => ("at >= ?", to_ms(t)),
         };
         let sql = format!(
-            "SELECT id, at, noticed_at, check_name, kind, from_state, to_state, instance, color, reason, \
-             down_for_ms, silenced, data FROM events WHERE {clause} AND (? IS NULL OR check_name = ?) \
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {clause} AND (? IS NULL OR check_name = ?) \
              ORDER BY id LIMIT ?"
         );
         let rows = sqlx::query(&sql)
@@ -61,28 +88,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRow {
-                id: r.get("id"),
-                at: from_ms(r.get("at")),
-                noticed_at: from_ms(r.get("noticed_at")),
-                check: r.get("check_name"),
-                kind: r.get("kind"),
-                from: r.get("from_state"),
-                to: r.get("to_state"),
-                instance: r.get("instance"),
-                color: r.get("color"),
-                reason: r.get("reason"),
-                down_for: r
-                    .get::<Option<i64>, _>("down_for_ms")
-                    .map(|ms| bgw_wire::format_duration(Duration::from_millis(ms.max(0) as u64))),
-                silenced: r.get("silenced"),
-                data: r
-                    .get::<Option<String>, _>("data")
-                    .and_then(|d| serde_json::from_str(&d).ok()),
-            })
-            .collect())
+        Ok(rows.iter().map(event_row).collect())
     }
 
     /// The last reminder of each check.

@@ -28,34 +28,15 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, noticed_at, check_name, kind, from_state, to_state, instance, color, reason, \
-             silenced, data FROM events ORDER BY id DESC LIMIT ? OFFSET ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM events ORDER BY id DESC LIMIT ? OFFSET ?",
+            super::events::EVENT_COLUMNS
+        ))
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRow {
-                id: r.get("id"),
-                at: from_ms(r.get("at")),
-                noticed_at: from_ms(r.get("noticed_at")),
-                check: r.get("check_name"),
-                kind: r.get("kind"),
-                from: r.get("from_state"),
-                to: r.get("to_state"),
-                instance: r.get("instance"),
-                color: r.get("color"),
-                reason: r.get("reason"),
-                down_for: None,
-                silenced: r.get("silenced"),
-                data: r
-                    .get::<Option<String>, _>("data")
-                    .and_then(|d| serde_json::from_str(&d).ok()),
-            })
-            .collect())
+        Ok(rows.iter().map(super::events::event_row).collect())
     }
 
     /// The notifications of the events with ids in `first..=last`.
