@@ -74,21 +74,26 @@ impl Store {
         write_runtimes(&mut tx, &w.runtimes, now).await?;
         write_pings(&mut tx, w.pings).await?;
         let events = insert_events(&mut tx, &w.events, w.silenced, now).await?;
-        for n in w.notifications {
-            let mut notification = n.notification.clone();
-            notification.event_id = events[n.event];
-            sqlx::query(
-                "INSERT INTO notifications (event_id, channel, group_key, payload, state, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-            )
-            .bind(notification.event_id)
-            .bind(n.channel)
-            .bind(&n.group)
-            .bind(serde_json::to_string(&notification).expect("notification serializes"))
-            .bind(to_ms(now))
-            .bind(to_ms(now))
-            .execute(&mut *tx)
-            .await?;
+        // Many rows per statement: a mass outage's notifications cost one
+        // round trip per 100, not one each.
+        for chunk in w.notifications.chunks(100) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO notifications (event_id, channel, group_key, payload, state, next_attempt_at, created_at) ",
+            );
+            qb.push_values(chunk, |mut b, n| {
+                let mut notification = n.notification.clone();
+                notification.event_id = events[n.event];
+                b.push_bind(notification.event_id)
+                    .push_bind(n.channel)
+                    .push_bind(n.group.clone())
+                    .push_bind(
+                        serde_json::to_string(&notification).expect("notification serializes"),
+                    )
+                    .push_bind("pending")
+                    .push_bind(to_ms(now))
+                    .push_bind(to_ms(now));
+            });
+            qb.build().execute(&mut *tx).await?;
         }
         for s in &w.targets {
             sqlx::query(
@@ -223,6 +228,10 @@ async fn write_pings(conn: &mut SqliteConnection, pings: &[PingRow]) -> Result<(
 }
 
 /// Inserts events (flattened once, here), returning their ids in order.
+/// Many rows per statement: within the writer's transaction SQLite gives
+/// the rows of one multi-row insert consecutive ids ending at
+/// `last_insert_rowid` (an `INTEGER PRIMARY KEY` without AUTOINCREMENT takes
+/// the largest id + 1), so the ids are known without reading them back.
 pub(super) async fn insert_events(
     conn: &mut SqliteConnection,
     events: &[impl std::borrow::Borrow<Event>],
@@ -230,28 +239,30 @@ pub(super) async fn insert_events(
     noticed: DateTime<Utc>,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut ids = Vec::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        let e: &Event = e.borrow();
-        let c = e.columns();
-        let id: i64 = sqlx::query_scalar(
+    for (chunk_no, chunk) in events.chunks(80).enumerate() {
+        let mut qb = sqlx::QueryBuilder::new(
             "INSERT INTO events (at, noticed_at, check_name, kind, from_state, to_state, instance, color, \
-             reason, down_for_ms, silenced, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(to_ms(e.at))
-        .bind(to_ms(noticed))
-        .bind(&c.check)
-        .bind(c.kind)
-        .bind(c.from_state.map(|s| s.as_str()))
-        .bind(c.to_state.map(|s| s.as_str()))
-        .bind(&c.instance)
-        .bind(c.color.map(bgw_wire::Color::as_str))
-        .bind(&c.reason)
-        .bind(c.down_for.map(|d| d.as_millis() as i64))
-        .bind(silenced.get(i).cloned().flatten())
-        .bind(c.data.as_ref().map(|d| d.to_string()))
-        .fetch_one(&mut *conn)
-        .await?;
-        ids.push(id);
+             reason, down_for_ms, silenced, data) ",
+        );
+        qb.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
+            let e: &Event = e.borrow();
+            let c = e.columns();
+            b.push_bind(to_ms(e.at))
+                .push_bind(to_ms(noticed))
+                .push_bind(c.check)
+                .push_bind(c.kind)
+                .push_bind(c.from_state.map(|s| s.as_str()))
+                .push_bind(c.to_state.map(|s| s.as_str()))
+                .push_bind(c.instance)
+                .push_bind(c.color.map(bgw_wire::Color::as_str))
+                .push_bind(c.reason)
+                .push_bind(c.down_for.map(|d| d.as_millis() as i64))
+                .push_bind(silenced.get(chunk_no * 80 + i).cloned().flatten())
+                .push_bind(c.data.as_ref().map(|d| d.to_string()));
+        });
+        let last = qb.build().execute(&mut *conn).await?.last_insert_rowid();
+        let n = chunk.len() as i64;
+        ids.extend(last - n + 1..=last);
     }
     Ok(ids)
 }
@@ -261,6 +272,48 @@ impl From<StoreError> for sqlx::Error {
         match e {
             StoreError::Sql(e) => e,
             other => sqlx::Error::Protocol(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    #[tokio::test]
+    async fn events_inserted_many_per_statement_get_the_ids_they_are_stored_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("w.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let events: Vec<Event> = (0..250)
+            .map(|i| {
+                Event::new(
+                    now,
+                    EventKind::Config {
+                        check: format!("check-{i}"),
+                        reason: "added".into(),
+                    },
+                )
+            })
+            .collect();
+        for _ in 0..2 {
+            let w = Write {
+                events: events.iter().collect(),
+                ..Write::default()
+            };
+            let ids = store.commit(&w, now).await.unwrap().events;
+            assert_eq!(ids.len(), 250);
+            for (i, id) in ids.iter().enumerate() {
+                let row = store
+                    .events(crate::store::Since::Id(id - 1), None, 1)
+                    .await
+                    .unwrap();
+                assert_eq!(row[0].id, *id);
+                assert_eq!(row[0].check.as_deref(), Some(format!("check-{i}").as_str()));
+            }
         }
     }
 }
