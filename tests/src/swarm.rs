@@ -327,37 +327,15 @@ impl SwarmSystem {
         );
         let (period, grace) = (o.period, o.grace);
         let checks = format!(
-            r#"
-[[check]]
-name = "blue"
-kind = "service"
-color = "blue"
-period = "{period}"
-grace = "{grace}"
-token = "{BLUE_TOKEN}"
-
-[[check]]
-name = "green"
-kind = "service"
-color = "green"
-period = "{period}"
-grace = "{grace}"
-token = "{GREEN_TOKEN}"
-
-[[check]]
-name = "checker"
-kind = "reporter"
-period = "{period}"
-grace = "{grace}"
-token = "{CHECKER_TOKEN}"
-
+            r#"{}
 [[check]]
 name = "prober"
 kind = "reporter"
 period = "{period}"
 grace = "{grace}"
 token = "{PROBER_TOKEN}"
-"#
+"#,
+            crate::system::color_checks(period, grace),
         );
         let extra = format!(
             "startup_grace = \"1s\"\n[proxy]\n{}\n[rollback]\n{}\n{channels}",

@@ -116,7 +116,12 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn checks(o: &Options) -> String {
-    let (period, grace) = (o.period, o.grace);
+    color_checks(o.period, o.grace)
+}
+
+/// The checks of the original topology: `blue` and `green` services and
+/// the `checker` reporter, all with `period` and `grace`.
+pub fn color_checks(period: &str, grace: &str) -> String {
     format!(
         r#"
 [[check]]

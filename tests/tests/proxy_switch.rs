@@ -446,7 +446,7 @@ mod rollback_through_nginx {
         Decision, Mode, ObserverVerdict, RollbackSettings, Rule, Verdict,
     };
 
-    fn green_failing() -> Observations {
+    pub(super) fn green_failing() -> Observations {
         let failing = |observer: &str, reason: &str| ObserverVerdict {
             observer: observer.into(),
             color: Color::Green,
@@ -465,7 +465,7 @@ mod rollback_through_nginx {
         }
     }
 
-    async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, Monitor) {
+    pub(super) async fn toggled_to_green(f: &Fixture) -> (bgw_watchdog::proxy::Switcher, Monitor) {
         let (monitor, _store) = control_monitor(f.path()).await;
         let switcher = f.switcher();
         control::switch_and_record(
@@ -784,34 +784,12 @@ mod live_mode {
 
     #[tokio::test]
     async fn a_failing_new_color_is_rolled_back_in_live_mode() {
-        use bgw_watchdog::control::{evaluate_rollback, Observations};
-        use bgw_watchdog::rollback::{Decision, ObserverVerdict, RollbackSettings, Verdict};
+        use super::rollback_through_nginx::{green_failing, toggled_to_green};
+        use bgw_watchdog::control::evaluate_rollback;
+        use bgw_watchdog::rollback::{Decision, RollbackSettings};
         let f = live_fixture().await;
-        let (monitor, _store) = control_monitor(f.path()).await;
-        let switcher = f.switcher();
-        control::switch_and_record(
-            &switcher,
-            &monitor,
-            chrono::Utc::now(),
-            Color::Green,
-            manual("operator"),
-        )
-        .await
-        .expect("toggle to green");
-        f.green.control("fail").await.unwrap();
-        let failing = |observer: &str| ObserverVerdict {
-            observer: observer.into(),
-            color: Color::Green,
-            verdict: Verdict::Failing {
-                consecutive: 3,
-                reason: "GET /ping returned 500".into(),
-            },
-        };
-        let observations = Observations {
-            observers: vec![failing("agents:green"), failing("checker")],
-            watchdog_started: chrono::Utc::now() - chrono::Duration::hours(1),
-            heard_from_all: true,
-        };
+        let (switcher, monitor) = toggled_to_green(&f).await;
+        let observations = green_failing();
         let e = evaluate_rollback(
             &switcher,
             &monitor,
